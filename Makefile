@@ -1,0 +1,37 @@
+# 两条命令：make serve（在 http://127.0.0.1:8000 阅读本书）与 make test（运行全部测试）。
+# 两者都会先把 requirements.txt 里锁定的依赖装进本地的 .venv（只在 requirements.txt 变化后重装）。
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-requirements
+export NO_MKDOCS_2_WARNING := 1
+
+.PHONY: serve test build outputs vendor bench install clean
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+install: $(STAMP)
+
+serve: $(STAMP)            ## 本地阅读：修改页面或片段后自动重建
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+test: $(STAMP)             ## 全部测试：片段（CPU，有 GPU 时再跑 CUDA）、页面、输出、站点构建、浏览器
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+build: $(STAMP)            ## 严格构建站点到 site/
+	$(BIN)/mkdocs build --strict
+
+outputs: $(STAMP)          ## 重新生成输出（*.out.txt）与图（docs/<部分>/figures/*.svg）；FILES=片段路径 只重跑部分
+	$(BIN)/python -m tests.tooling.book $(FILES)
+
+vendor: $(STAMP)           ## 从 npm 重新取回 KaTeX 与 Mermaid（版本锁定在 tests/tooling/vendor.py）
+	$(BIN)/python -m tests.tooling.vendor
+
+bench: $(STAMP)            ## 打印基准表：测试耗时、最慢的片段、构建耗时、站点大小
+	$(BIN)/python -m tests.tooling.bench
+
+clean:
+	rm -rf site .cache

@@ -1,0 +1,198 @@
+"""Guards on the book as a whole: every snippet is shown, names line up, the site builds strictly,
+nothing loads from off the site, search is segmented, vendored files and workflows are valid."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tests.tooling import vendor
+from tests.tooling.book import (DOCS, INCLUDE_RE, NOTEBOOK_SUFFIX, OUTPUT_SUFFIX, ROOT, SAVEFIG_RE, SNIPPETS,
+                                BookError, included_targets, notebook_files, output_file, page_files,
+                                read_outputs, rel, snippet_files, split_sections)
+
+
+def test_every_snippet_is_shown_on_a_page():
+    targets = included_targets()
+    shown = {t.partition(":")[0] for t in targets}
+    missing = [rel(s) for s in snippet_files() if s.relative_to(SNIPPETS).as_posix() not in shown]
+    assert not missing, "snippets that no page includes (add them to a page or delete them):\n  " + "\n  ".join(missing)
+
+
+def test_snippets_sit_beside_their_page():
+    """snippets/<part>/<stem>[_suffix].py belongs to docs/<part>/<stem>.md: same folder names on both sides."""
+    problems = []
+    for s in snippet_files():
+        part = s.parent.relative_to(SNIPPETS)
+        stems = {p.stem for p in (DOCS / part).glob("*.md")}
+        if not any(s.stem == stem or s.stem.startswith(stem + "_") for stem in stems):
+            problems.append(f"{rel(s)}: no page docs/{part.as_posix()}/<stem>.md whose stem starts its name")
+    assert not problems, "\n".join(problems)
+
+
+def test_sections_are_well_formed():
+    problems = []
+    for s in snippet_files() + notebook_files():
+        try:
+            split_sections(s)
+        except BookError as exc:
+            problems.append(str(exc))
+    assert not problems, "\n".join(problems)
+
+
+def test_outputs_are_generated_files():
+    """Every .out.txt belongs to a snippet; every shown output is an include of one (never typed by hand)."""
+    problems = []
+    for out in sorted(SNIPPETS.rglob("*" + OUTPUT_SUFFIX)):
+        source = out.with_name(out.name[: -len(OUTPUT_SUFFIX)] + ".py")
+        if not source.is_file():
+            problems.append(f"{rel(out)}: no snippet {rel(source)} produces it")
+        else:
+            read_outputs(out)
+    for page in page_files():
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            if re.match(r"\s*`{3,}\s*\w*\s.*title=\"输出\"", line):
+                body = lines[number] if number < len(lines) else ""
+                m = INCLUDE_RE.match(body)
+                if not (m and OUTPUT_SUFFIX in m.group("target")):
+                    problems.append(f"{rel(page)}:{number}: an output block must include a generated "
+                                    f"{OUTPUT_SUFFIX} section, not typed text")
+    assert not problems, "\n".join(problems)
+
+
+def test_figures_have_their_source():
+    """Every committed figure is written by a snippet's savefig, and every page image exists."""
+    made = {}
+    for s in snippet_files() + notebook_files():
+        for name in SAVEFIG_RE.findall(s.read_text(encoding="utf-8")):
+            made[(s.parent.relative_to(SNIPPETS if s.is_relative_to(SNIPPETS) else DOCS).as_posix(), name)] = s
+    orphans = [rel(f) for f in sorted(DOCS.rglob("figures/*"))
+               if (f.parent.parent.relative_to(DOCS).as_posix(), f.name) not in made]
+    assert not orphans, "figures with no snippet that makes them (no figure without its source):\n  " + "\n  ".join(orphans)
+
+
+def test_vendored_files_match_their_packages():
+    problems = vendor.check()
+    assert not problems, "\n".join(problems)
+
+
+def test_notebook_sources_are_jupytext():
+    for nb in notebook_files():
+        head = nb.read_text(encoding="utf-8")[:400]
+        assert "jupytext" in head and "kernelspec" in head, f"{rel(nb)}: not a jupytext percent-format notebook"
+
+
+# ---------------------------------------------------------------- the built site
+
+def test_build_is_strict_and_clean(built_site):
+    log = built_site["log"]
+    warnings = [line for line in log.splitlines() if re.match(r"\s*(WARNING|ERROR)\b", line)]
+    assert built_site["returncode"] == 0 and not warnings, "mkdocs build --strict failed:\n" + log[-4000:]
+
+
+class _Assets(HTMLParser):
+    """Collects every address an HTML page makes the browser fetch."""
+    FETCHING_RELS = {"stylesheet", "icon", "preload", "modulepreload", "prefetch", "preconnect",
+                     "dns-prefetch", "manifest", "apple-touch-icon", "shortcut"}
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+        self._in = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "link" and set((a.get("rel") or "").split()) & self.FETCHING_RELS:
+            self.urls.append(a.get("href") or "")
+        for key in ("src", "data", "poster"):
+            if tag in {"script", "img", "source", "iframe", "video", "audio", "embed", "object", "track", "input"} and a.get(key):
+                self.urls.append(a[key])
+        if a.get("srcset"):
+            self.urls += [part.strip().split()[0] for part in a["srcset"].split(",") if part.strip()]
+        if tag == "image":
+            self.urls.append(a.get("href") or a.get("xlink:href") or "")
+        if a.get("style"):
+            self.urls += _css_urls(a["style"])
+        self._in = tag if tag in {"style", "script"} else None
+
+    def handle_data(self, data):
+        if self._in == "style":
+            self.urls += _css_urls(data)
+        elif self._in == "script":
+            self.urls += re.findall(r"""import\(\s*["']([^"']+)["']""", data)
+
+    def handle_endtag(self, tag):
+        self._in = None
+
+
+def _css_urls(css: str) -> list[str]:
+    return re.findall(r"""url\(\s*["']?([^"')]+)""", css) + re.findall(r"""@import\s+["']([^"']+)""", css)
+
+
+def _offsite(url: str) -> bool:
+    return bool(re.match(r"^(?:[a-z][a-z0-9+.-]*:)?//", url.strip(), re.I)) and not url.startswith("data:")
+
+
+def test_site_loads_nothing_from_off_site(built_site):
+    site: Path = built_site["dir"]
+    found = []
+    for page in site.rglob("*.html"):
+        parser = _Assets()
+        parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+        found += [f"{page.relative_to(site)}: {u}" for u in parser.urls if _offsite(u)]
+    for css in site.rglob("*.css"):
+        found += [f"{css.relative_to(site)}: {u}" for u in _css_urls(css.read_text(encoding="utf-8", errors="replace"))
+                  if _offsite(u)]
+    assert not found, "the built site fetches from off the site:\n  " + "\n  ".join(sorted(set(found))[:30])
+
+
+def test_mermaid_loaded_only_where_needed(built_site):
+    site: Path = built_site["dir"]
+    for page in site.rglob("*.html"):
+        html = page.read_text(encoding="utf-8", errors="replace")
+        has_diagram = '<pre class="mermaid">' in html
+        loads = "vendor/mermaid/mermaid.min.js" in html
+        assert has_diagram == loads, f"{page.relative_to(site)}: diagram={has_diagram} but mermaid loaded={loads}"
+
+
+def test_search_index_is_segmented_by_jieba(built_site):
+    index = json.loads((built_site["dir"] / "search" / "search_index.json").read_text(encoding="utf-8"))
+    text = " ".join(d["text"] for d in index["docs"])
+    # jieba puts a zero-width space between Chinese words; without it lunr sees whole sentences as one token
+    pairs = re.findall(r"[\u4e00-\u9fff]\u200b[\u4e00-\u9fff]", text)
+    assert len(pairs) > 100, "the search index is not segmented into Chinese words (is jieba installed?)"
+    assert "\u200b" in index["config"]["separator"] or "u200b" in index["config"]["separator"]
+
+
+def test_notebook_pages_render_with_download(built_site):
+    for nb in notebook_files():
+        rel_dir = nb.relative_to(DOCS).as_posix()[: -len(NOTEBOOK_SUFFIX)]
+        html = (built_site["dir"] / rel_dir / "index.html").read_text(encoding="utf-8")
+        assert "jupyter-wrapper" in html, f"{rel(nb)} did not render as a notebook"
+        assert 'download' in html and nb.name in html, f"{rel(nb)}: the page has no download button"
+        assert "<img" in html, f"{rel(nb)}: the executed notebook shows no plot"
+        assert "Traceback (most recent call last)" not in html, f"{rel(nb)}: the executed notebook shows an error"
+
+
+# ---------------------------------------------------------------- CI files
+
+def test_workflows_match_the_github_schema():
+    pytest.importorskip("check_jsonschema", reason="check-jsonschema is not installed (run `make test`)")
+    files = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+    assert files, "no workflow files in .github/workflows"
+    proc = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+                           *files], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "make test" in readme and re.search(r"^\s*make test\b", ci, re.M), \
+        ".ci/run must run the README's test command (make test)"
