@@ -35,8 +35,11 @@ def _unavailable(reason: str):
 def server(built_site):
     if built_site["returncode"] != 0:
         _unavailable("the site did not build (see test_build_is_strict_and_clean)")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built_site["dir"]))
-    handler.log_message = lambda *a: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(built_site["dir"]))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -75,9 +78,15 @@ def open_page(browser, server, url: str, viewport=None):
             r.abort()
 
     context.route("**/*", route)
+    # Material draws each diagram into a closed shadow root; open it so the test can look inside
+    context.add_init_script("""{
+      const attach = Element.prototype.attachShadow;
+      Element.prototype.attachShadow = function (init) { return attach.call(this, { ...init, mode: "open" }) };
+    }""")
     page = context.new_page()
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     page.goto(server + url, wait_until="load")
     return context, page, offsite, errors
 
@@ -86,7 +95,8 @@ RENDERED = """() => {
   const math = [...document.querySelectorAll('.arithmatex')];
   const mathDone = math.every(el => el.querySelector('.katex'));
   const diagrams = [...document.querySelectorAll('.mermaid')];
-  const diagramsDone = diagrams.every(el => (el.shadowRoot && el.shadowRoot.querySelector('svg')) || el.querySelector('svg'));
+  const diagramsDone = !document.querySelector('pre.mermaid') &&
+    diagrams.every(el => el.shadowRoot && el.shadowRoot.querySelector('svg'));
   return mathDone && diagramsDone;
 }"""
 
@@ -106,7 +116,8 @@ def test_page_renders_offline(browser, server, source):
                      .map(el => el.textContent.slice(0, 80)),
           diagrams: document.querySelectorAll('.mermaid').length,
           undrawn: [...document.querySelectorAll('.mermaid')]
-                     .filter(el => !((el.shadowRoot && el.shadowRoot.querySelector('svg')) || el.querySelector('svg'))).length,
+                     .filter(el => el.tagName === 'PRE' || !(el.shadowRoot && el.shadowRoot.querySelector('svg g'))
+                                   || /Syntax error/i.test(el.shadowRoot.textContent)).length,
           notebookRawMath: [...document.querySelectorAll('.jupyter-wrapper .jp-RenderedMarkdown')]
                      .map(el => el.innerText).filter(t => /\\$[^$]+\\$/.test(t)).map(t => t.slice(0, 80)),
         })""")

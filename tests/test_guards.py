@@ -175,7 +175,8 @@ def test_notebook_pages_render_with_download(built_site):
         rel_dir = nb.relative_to(DOCS).as_posix()[: -len(NOTEBOOK_SUFFIX)]
         html = (built_site["dir"] / rel_dir / "index.html").read_text(encoding="utf-8")
         assert "jupyter-wrapper" in html, f"{rel(nb)} did not render as a notebook"
-        assert 'download' in html and nb.name in html, f"{rel(nb)}: the page has no download button"
+        assert "jp-DownloadNB" in html and f'href="{nb.name}"' in html, f"{rel(nb)}: the page has no download button"
+        assert (built_site["dir"] / rel_dir / nb.name).is_file(), f"{rel(nb)}: the download link points nowhere"
         assert "<img" in html, f"{rel(nb)}: the executed notebook shows no plot"
         assert "Traceback (most recent call last)" not in html, f"{rel(nb)}: the executed notebook shows an error"
 
