@@ -5,6 +5,9 @@
 - Gives notebook pages clean addresses: docs/part1/mnist1d_tour.nb.py is served at part1/mnist1d_tour/
   (mkdocs-jupyter would use part1/mnist1d_tour.nb/). The `.nb.py` suffix only tells notebooks apart
   from ordinary Python files.
+- Gives notebook headings the same Chinese-friendly anchors as Markdown pages (pymdownx.slugs): by
+  default mkdocs-jupyter drops every non-ASCII character, so Chinese headings get an empty id and the
+  table of contents links nowhere.
 - Removes the Mermaid loader that nbconvert writes into every notebook page: it imports Mermaid
   from cdnjs.cloudflare.com. The book's notebooks have no Mermaid cells; diagrams belong in
   Markdown pages, where the theme renders them with the vendored copy.
@@ -16,6 +19,42 @@ _NB_MERMAID = re.compile(
     r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?mermaid.*?</script>',
     re.S,
 )
+
+
+def on_config(config):
+    try:
+        import markdown
+        import mkdocs_jupyter.convert as nb_convert
+        import mkdocs_jupyter.plugin as nb_plugin
+    except ImportError:  # mkdocs-jupyter not installed: nothing to fix
+        return config
+    from defusedxml import ElementTree
+    from markdown.extensions.toc import TocExtension
+    from nbconvert.filters.strings import html2text
+    from pymdownx.slugs import slugify
+
+    slug = slugify(case="lower")
+
+    def add_anchor(html, anchor_link_text="¶"):
+        try:
+            heading = ElementTree.fromstring(html)
+        except Exception:
+            return html
+        anchor = slug(html2text(heading), "-")
+        heading.set("id", anchor)
+        link = ElementTree.fromstring(f'<a class="anchor-link" href="#{anchor}"></a>')
+        link.text = anchor_link_text
+        heading.append(link)
+        return ElementTree.tostring(heading).decode("utf-8", "replace")
+
+    def markdown_toc(markdown_source, toc_depth):
+        md = markdown.Markdown(extensions=[TocExtension(toc_depth=toc_depth, slugify=slug)])
+        md.convert(markdown_source)
+        return md.toc_tokens
+
+    nb_convert.add_anchor_lower_id = add_anchor
+    nb_plugin._get_markdown_toc = markdown_toc
+    return config
 
 
 def on_files(files, config):

@@ -197,3 +197,18 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in readme and re.search(r"^\s*make test\b", ci, re.M), \
         ".ci/run must run the README's test command (make test)"
+
+
+def test_in_page_anchors_resolve(built_site):
+    """Every in-page link (table of contents, heading permalinks, footnotes) points at an existing id."""
+    from urllib.parse import unquote
+    site: Path = built_site["dir"]
+    broken = []
+    for page in site.rglob("*.html"):
+        html = page.read_text(encoding="utf-8", errors="replace")
+        ids = set(re.findall(r'\sid="([^"]*)"', html))
+        broken += [f"{page.relative_to(site)}: a heading with an empty id" for _ in re.findall(r'<h[1-6][^>]*\sid=""', html)]
+        for frag in set(re.findall(r'href="#([^"]*)"', html)):
+            if unquote(frag) not in ids:
+                broken.append(f"{page.relative_to(site)}: #{unquote(frag)}")
+    assert not broken, "in-page links with no target:\n  " + "\n  ".join(sorted(broken)[:30])

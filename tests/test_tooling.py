@@ -56,6 +56,12 @@ def test_an_edited_output_is_reported_with_its_section(tmp_path):
     assert problems and any(f"section '{section}'" in p and "differs" in p for p in problems), problems
 
 
+needs_markdown = pytest.mark.skipif(
+    not all(__import__("importlib").util.find_spec(m) for m in ("pymdownx", "pytest_codeblocks")),
+    reason="pymdown-extensions / pytest-codeblocks are not installed (run `make test`)")
+
+
+@needs_markdown
 def test_a_missing_section_is_reported_with_the_page_line(tmp_path):
     snippet = tmp_path / "snippets" / "demo.py"
     snippet.parent.mkdir()
@@ -69,6 +75,7 @@ def test_a_missing_section_is_reported_with_the_page_line(tmp_path):
         expand_page(page, base_paths=(snippet.parent,))
 
 
+@needs_markdown
 def test_a_marker_without_reason_is_rejected(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("<!--pytest.mark.skip-->\n```python\nx = 1\n```\n", encoding="utf-8")
