@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-requirements
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve test build outputs vendor bench install clean
+.PHONY: serve test build offline outputs vendor bench install clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)             ## 全部测试：片段（CPU，有 GPU 时再跑 CU
 build: $(STAMP)            ## 严格构建站点到 site/
 	$(BIN)/mkdocs build --strict
 
+offline: $(STAMP)          ## 离线版：dist/dl-book-offline.zip，解压后直接打开 dl-book/index.html（无需服务器，可搜索）
+	$(BIN)/python -m tests.tooling.offline
+
 outputs: $(STAMP)          ## 重新生成输出（*.out.txt）与图（docs/<部分>/figures/*.svg）；FILES=片段路径 只重跑部分
 	$(BIN)/python -m tests.tooling.book $(FILES)
 
@@ -34,4 +37,4 @@ bench: $(STAMP)            ## 打印基准表：测试耗时、最慢的片段�
 	$(BIN)/python -m tests.tooling.bench
 
 clean:
-	rm -rf site .cache
+	rm -rf site .cache dist .bench

@@ -8,12 +8,23 @@
 - Gives notebook headings the same Chinese-friendly anchors as Markdown pages (pymdownx.slugs): by
   default mkdocs-jupyter drops every non-ASCII character, so Chinese headings get an empty id and the
   table of contents links nowhere.
+- Makes the notebook's math script address (mkdocs-jupyter's `custom_mathjax_url`, our local KaTeX)
+  relative to each page, so it works in both editions (directory URLs online, .html files offline).
+- Offline edition: loads the iframe-worker shim (search from file://) from the vendored copy instead of
+  the unpkg.com address Material's offline plugin adds.
+- Rewrites the search index with UTF-8 characters instead of backslash-u escapes: the same index, a third
+  smaller for Chinese text (every reader downloads it on every page).
 - Removes the Mermaid loader that nbconvert writes into every notebook page: it imports Mermaid
   from cdnjs.cloudflare.com. The book's notebooks have no Mermaid cells; diagrams belong in
   Markdown pages, where the theme renders them with the vendored copy.
 """
+import json
 import os
 import re
+
+from mkdocs.utils import get_relative_url
+
+IFRAME_WORKER = "assets/vendor/iframe-worker/index.js"
 
 _NB_MERMAID = re.compile(
     r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?mermaid.*?</script>',
@@ -22,6 +33,9 @@ _NB_MERMAID = re.compile(
 
 
 def on_config(config):
+    polyfills = config.extra.get("polyfills")
+    if polyfills:  # set by Material's offline plugin, which runs before this hook
+        config.extra["polyfills"] = [IFRAME_WORKER if "iframe-worker" in str(p) else p for p in polyfills]
     try:
         import markdown
         import mkdocs_jupyter.convert as nb_convert
@@ -72,4 +86,17 @@ def on_page_content(html, page, config, files):
 
 
 def on_post_page(output, page, config):
-    return _NB_MERMAID.sub("", output)
+    if page.file.src_uri.endswith(".nb.py"):
+        output = _NB_MERMAID.sub("", output)
+        math = config["plugins"]["mkdocs-jupyter"].config["custom_mathjax_url"]
+        output = output.replace(f'<script src="{math}">', f'<script src="{get_relative_url(math, page.url)}">')
+    return output
+
+
+def on_post_build(config):
+    index = os.path.join(config["site_dir"], "search", "search_index.json")
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as f:
+            data = json.load(f)
+        with open(index, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, separators=(",", ":"))

@@ -25,6 +25,8 @@ def cuda_available() -> bool:
 def built_site(tmp_path_factory) -> dict:
     """`mkdocs build --strict` once per session; tests of the built site share it."""
     pytest.importorskip("mkdocs", reason="the site's packages are not installed (run `make test`)")
+    if os.environ.get("BOOK_BUILT_SITE"):  # for iterating on the browser tests: reuse a site built by hand
+        return {"dir": Path(os.environ["BOOK_BUILT_SITE"]), "log": "", "returncode": 0, "seconds": 0.0}
     site = tmp_path_factory.mktemp("site")
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"} | {"CUDA_VISIBLE_DEVICES": "", "NO_MKDOCS_2_WARNING": "1"}
     start = time.perf_counter()

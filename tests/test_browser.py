@@ -2,27 +2,17 @@
 diagrams must render, the console must stay clean, and no request may leave 127.0.0.1."""
 from __future__ import annotations
 
-import functools
-import http.server
 import os
-import shutil
-import threading
 from urllib.parse import urlparse
 
 import pytest
 
 from tests.tooling.book import DOCS, NOTEBOOK_SUFFIX, notebook_files, page_files, rel
+from tests.tooling.browser import CHROMIUM_ARGS, OPEN_SHADOW_ROOTS, RENDERED, chromium_executable, page_url
+from tests.tooling.siteserver import serve
 
 pytestmark = pytest.mark.browser
 REQUIRED = os.environ.get("BOOK_REQUIRE_BROWSER") == "1"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
-
-
-def page_url(source) -> str:
-    path = source.relative_to(DOCS).as_posix()
-    path = path[: -len(NOTEBOOK_SUFFIX)] if path.endswith(NOTEBOOK_SUFFIX) else path[:-3]
-    return "" if path == "index" else (path[:-5] if path.endswith("/index") else path) + "/"
 
 
 def _unavailable(reason: str):
@@ -35,16 +25,8 @@ def _unavailable(reason: str):
 def server(built_site):
     if built_site["returncode"] != 0:
         _unavailable("the site did not build (see test_build_is_strict_and_clean)")
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    handler = functools.partial(Quiet, directory=str(built_site["dir"]))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
+    with serve(built_site["dir"]) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +35,7 @@ def browser():
         from playwright.sync_api import sync_playwright
     except ImportError:
         _unavailable("playwright is not installed (run `make test`)")
-    executable = os.environ.get("BOOK_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    executable = chromium_executable()
     with sync_playwright() as p:
         try:
             b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
@@ -64,41 +46,28 @@ def browser():
         b.close()
 
 
-def open_page(browser, server, url: str, viewport=None):
+def open_page(browser, server, url: str, viewport=None, color_scheme="light"):
     """Open a page with every request that leaves 127.0.0.1 blocked and recorded."""
-    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
+    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900}, color_scheme=color_scheme)
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
     offsite, errors = [], []
 
     def route(r):
         host = urlparse(r.request.url).hostname
-        if r.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
+        if r.request.url.startswith(("data:", "blob:", "file:")) or host == "127.0.0.1":
             r.continue_()
         else:
             offsite.append(r.request.url)
             r.abort()
 
     context.route("**/*", route)
-    # Material draws each diagram into a closed shadow root; open it so the test can look inside
-    context.add_init_script("""{
-      const attach = Element.prototype.attachShadow;
-      Element.prototype.attachShadow = function (init) { return attach.call(this, { ...init, mode: "open" }) };
-    }""")
+    context.add_init_script(OPEN_SHADOW_ROOTS)
     page = context.new_page()
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-    page.goto(server + url, wait_until="load")
+    page.goto(url if url.startswith("file:") else server + url, wait_until="load")
     return context, page, offsite, errors
-
-
-RENDERED = """() => {
-  const math = [...document.querySelectorAll('.arithmatex')];
-  const mathDone = math.every(el => el.querySelector('.katex'));
-  const diagrams = [...document.querySelectorAll('.mermaid')];
-  const diagramsDone = !document.querySelector('pre.mermaid') &&
-    diagrams.every(el => el.shadowRoot && el.shadowRoot.querySelector('svg'));
-  return mathDone && diagramsDone;
-}"""
 
 
 @pytest.mark.parametrize("source", page_files() + notebook_files(), ids=rel)
@@ -134,3 +103,192 @@ def test_page_renders_offline(browser, server, source):
         assert report["diagrams"] > 0, f"{where}: the page has a Mermaid fence but no diagram element"
     if "$" in source_text and not source.name.endswith(NOTEBOOK_SUFFIX):
         assert report["math"] > 0, f"{where}: the page has formulas but none reached the browser"
+
+
+COPYABLE = """() => [...document.querySelectorAll('.md-typeset .highlight pre')]
+  .map(pre => ({ code: pre.querySelector('code') ? pre.querySelector('code').textContent : '',
+                 button: !!pre.querySelector('button[data-md-type="copy"], button.md-clipboard') }))"""
+
+
+@pytest.mark.parametrize("source", page_files() + notebook_files(), ids=rel)
+def test_code_blocks_have_a_working_copy_button(browser, server, source):
+    context, page, offsite, errors = open_page(browser, server, page_url(source))
+    try:
+        blocks = page.evaluate(COPYABLE)
+        missing = [i for i, b in enumerate(blocks) if not b["button"]]
+        assert not missing, f"{rel(source)}: code blocks {missing} have no copy button"
+        if not blocks:
+            return
+        page.locator('.md-typeset .highlight pre button[data-md-type="copy"]').first.click()
+        copied = page.evaluate("() => navigator.clipboard.readText()")
+        def lines(text):  # the clipboard and the DOM differ only in blank lines around the line spans
+            return [line.rstrip() for line in text.splitlines() if line.strip()]
+        assert lines(copied) == lines(blocks[0]["code"]), f"{rel(source)}: the copy button copied something else"
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("source", page_files() + notebook_files(), ids=rel)
+def test_page_fits_a_phone(browser, server, source):
+    """At 390×844 nothing makes the page scroll sideways: wide formulas, tables and code scroll in their own box."""
+    context, page, offsite, errors = open_page(browser, server, page_url(source), viewport={"width": 390, "height": 844})
+    try:
+        page.wait_for_function(RENDERED, timeout=15000)
+        report = page.evaluate("""() => {
+          const width = document.documentElement.clientWidth;
+          const wide = [...document.querySelectorAll('.md-content *')].filter(el => {
+            if (el.closest('.katex-mathml')) return false;  // KaTeX's hidden MathML copy for screen readers
+            const r = el.getBoundingClientRect();
+            if (r.right <= width + 1) return false;
+            // inside a box that scrolls on its own (or clips, like KaTeX's square-root tails): fine
+            for (let p = el.parentElement; p; p = p.parentElement) {
+              const o = getComputedStyle(p).overflowX;
+              if (o !== 'visible' && p.getBoundingClientRect().right <= width + 1) return false;
+            }
+            return true;
+          }).slice(0, 5).map(el => el.tagName.toLowerCase() + '.' + [...el.classList].join('.') + ': ' + (el.textContent || '').trim().slice(0, 40));
+          return { scrollWidth: document.documentElement.scrollWidth, width, wide };
+        }""")
+    finally:
+        context.close()
+    assert report["scrollWidth"] <= report["width"] and not report["wide"], \
+        f"{rel(source)}: scrolls sideways on a phone ({report['scrollWidth']} > {report['width']} px): {report['wide']}"
+
+
+def page_title(source) -> str:
+    text = source.read_text(encoding="utf-8")
+    import re
+    m = re.search(r"^# # (.+)$" if source.name.endswith(NOTEBOOK_SUFFIX) else r"^# (.+)$", text, re.M)
+    return re.sub(r"^[\d.]+\s*", "", m.group(1)).strip() if m else ""
+
+
+def search(page, query: str) -> list[str]:
+    box = page.locator("input.md-search__input")
+    box.click()
+    box.fill(query)
+    box.press("End")  # Material searches on key events; typed Chinese arrives through an input method
+    page.wait_for_selector(".md-search-result__item", timeout=10000)
+    hrefs = page.evaluate("""() => [...document.querySelectorAll('.md-search-result__item')]
+        .map(li => li.querySelector('a').getAttribute('href'))""")
+    pages = []
+    for href in hrefs:
+        path = href.split("#")[0].split("?")[0]
+        path = path.split("127.0.0.1", 1)[-1].split("/", 1)[-1] if "://" in path else path.lstrip("./")
+        if path not in pages:
+            pages.append(path)
+    return pages
+
+
+SEARCH_QUERIES = ["反向传播", "卷积", "注意力"]
+
+
+def _about(query: str):
+    return next((s for s in page_files() + notebook_files() if query in page_title(s)), None)
+
+
+@pytest.mark.parametrize("query", SEARCH_QUERIES + [page_title(s) for s in page_files() + notebook_files()
+                                                     if page_title(s) and s.name != "index.md"])
+def test_chinese_search_finds_the_page(browser, server, query):
+    about = _about(query)
+    if about is None:
+        pytest.skip(f"no page has {query!r} in its title yet")
+    context, page, offsite, errors = open_page(browser, server, "")
+    try:
+        results = search(page, query)
+    finally:
+        context.close()
+    expected = page_url(about)
+    assert expected in results[:3], f"searching {query!r}: {rel(about)} (/{expected}) is not in the top 3: {results[:5]}"
+
+
+def _with_figures():
+    return [s for s in page_files() if "](figures/" in s.read_text(encoding="utf-8")]
+
+
+@pytest.mark.parametrize("source", _with_figures()[:2], ids=rel)
+def test_dark_mode_toggle_keeps_figures_legible(browser, server, source):
+    context, page, offsite, errors = open_page(browser, server, page_url(source))
+    try:
+        scheme = "() => document.body.getAttribute('data-md-color-scheme')"
+        assert page.evaluate(scheme) == "default"
+        page.locator("label[title='切换到深色模式']").first.click()
+        page.wait_for_function(f"() => ({scheme})() === 'slate'", timeout=5000)
+        figures = page.evaluate("""() => [...document.querySelectorAll('.md-typeset img[src$=".svg"]')]
+            .map(img => ({ src: img.getAttribute('src'), loaded: img.complete && img.naturalWidth > 0,
+                           background: getComputedStyle(img).backgroundColor }))""")
+        page.locator("label[title='切换到浅色模式']").first.click()
+        page.wait_for_function(f"() => ({scheme})() === 'default'", timeout=5000)
+    finally:
+        context.close()
+    assert figures, f"{rel(source)}: no SVG figure found on the page"
+    for fig in figures:
+        assert fig["loaded"], f"{rel(source)}: figure {fig['src']} did not load"
+        assert fig["background"] == "rgb(255, 255, 255)", \
+            f"{rel(source)}: figure {fig['src']} has no light background in dark mode ({fig['background']})"
+
+
+def _formula_heaviest():
+    return max(page_files(), key=lambda s: s.read_text(encoding="utf-8").count("$"))
+
+
+def test_screenshots(browser, server):
+    """Screenshots of the home page and the most formula-heavy page, light and dark (for people to look at;
+    `make bench` lists them). Written to .bench/screenshots/, which git ignores."""
+    from tests.tooling.book import ROOT
+    out = ROOT / ".bench" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    targets = {"home": DOCS / "index.md", "formulas": _formula_heaviest()}
+    for name, source in targets.items():
+        for scheme in ("light", "dark"):
+            context, page, offsite, errors = open_page(browser, server, page_url(source), color_scheme=scheme)
+            try:
+                page.wait_for_function(RENDERED, timeout=15000)
+                path = out / f"{name}-{scheme}.png"
+                page.screenshot(path=str(path), full_page=False)
+            finally:
+                context.close()
+            assert not errors, f"{rel(source)} ({scheme}): {errors}"
+            assert path.stat().st_size > 10_000, f"{path} looks empty"
+
+
+
+@pytest.fixture(scope="session")
+def offline_edition(tmp_path_factory, built_site):
+    """The offline edition, built and zipped as `make offline` does, then unpacked."""
+    import zipfile
+    from tests.tooling import offline
+    tmp = tmp_path_factory.mktemp("offline")
+    proc = offline.build(tmp / "site")
+    assert proc.returncode == 0, "offline build failed:\n" + (proc.stdout + proc.stderr)[-3000:]
+    archive = offline.pack(tmp / "site", tmp / "dl-book-offline.zip")
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tmp / "unpacked")
+    return tmp / "unpacked" / "dl-book"
+
+
+def test_offline_edition_works_from_file_urls(browser, offline_edition):
+    """Unpacked from the zip and opened from file:// with the network cut: pages render, search finds
+    Chinese words, and links lead to other pages."""
+    index = (offline_edition / "index.html").as_uri()
+    context, page, offsite, errors = open_page(browser, None, index)
+    try:
+        results = search(page, "自动求导")
+        assert results, "offline search found nothing for 自动求导"
+        page.locator(".md-search-result__item a").first.click()
+        page.wait_for_load_state("load")
+        assert page.url.startswith("file:") and "autograd" in page.url, page.url
+        page.wait_for_function(RENDERED, timeout=15000)
+        assert page.evaluate("document.querySelectorAll('.arithmatex .katex').length") > 0
+        # follow a link in the navigation to another page and back to the notebook page
+        page.locator("nav.md-nav--primary a[href$='data.html']").first.click()
+        page.wait_for_load_state("load")
+        assert page.url.endswith("data.html"), page.url
+        page.wait_for_function(RENDERED, timeout=15000)
+        page.locator("nav.md-nav--primary a[href$='mnist1d_tour.html']").first.click()
+        page.wait_for_load_state("load")
+        page.wait_for_function(RENDERED, timeout=15000)
+        assert page.locator(".jupyter-wrapper img").count() > 0
+    finally:
+        context.close()
+    assert not offsite, f"the offline edition made requests off the machine: {offsite}"
+    assert not errors, f"console errors in the offline edition: {errors}"

@@ -199,16 +199,53 @@ def test_ci_runs_the_readme_test_command():
         ".ci/run must run the README's test command (make test)"
 
 
-def test_in_page_anchors_resolve(built_site):
-    """Every in-page link (table of contents, heading permalinks, footnotes) points at an existing id."""
-    from urllib.parse import unquote
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"] or "")
+        for key in ("href", "src"):
+            if a.get(key) and tag in {"a", "link", "script", "img", "source", "iframe"}:
+                self.links.append(a[key])
+
+
+def test_internal_links_and_anchors_resolve(built_site):
+    """Every link, script, style and image inside the built site points at a file that exists, and every
+    #anchor at an id on the target page (table of contents, permalinks, cross-references, footnotes)."""
+    from functools import lru_cache
+    from urllib.parse import unquote, urlsplit
+
     site: Path = built_site["dir"]
+
+    @lru_cache(maxsize=None)
+    def parse(path: Path) -> _Links:
+        parser = _Links()
+        parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+        return parser
+
     broken = []
-    for page in site.rglob("*.html"):
-        html = page.read_text(encoding="utf-8", errors="replace")
-        ids = set(re.findall(r'\sid="([^"]*)"', html))
-        broken += [f"{page.relative_to(site)}: a heading with an empty id" for _ in re.findall(r'<h[1-6][^>]*\sid=""', html)]
-        for frag in set(re.findall(r'href="#([^"]*)"', html)):
-            if unquote(frag) not in ids:
-                broken.append(f"{page.relative_to(site)}: #{unquote(frag)}")
-    assert not broken, "in-page links with no target:\n  " + "\n  ".join(sorted(broken)[:30])
+    for page in sorted(site.rglob("*.html")):
+        here = page.relative_to(site)
+        info = parse(page)
+        if "" in info.ids:
+            broken.append(f"{here}: an element with an empty id")
+        for link in info.links:
+            parts = urlsplit(link)
+            if parts.scheme or parts.netloc or link.startswith(("mailto:", "data:", "javascript:")):
+                continue
+            base = site if parts.path.startswith("/") else page.parent
+            target = (base / unquote(parts.path).lstrip("/")).resolve() if parts.path else page
+            if parts.path.endswith("/") or target.is_dir():
+                target = target / "index.html"
+            if not target.is_file() or not target.is_relative_to(site.resolve()):
+                broken.append(f"{here}: {link} (no such file)")
+                continue
+            if parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in parse(target).ids:
+                broken.append(f"{here}: {link} (no id {unquote(parts.fragment)!r} there)")
+    assert not broken, "broken links in the built site:\n  " + "\n  ".join(broken[:40])

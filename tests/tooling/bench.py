@@ -1,7 +1,10 @@
-"""Benchmark table (`make bench`): test-suite wall time, the 10 slowest snippets, `mkdocs build` time,
-built site size and the heaviest page. Speed and size targets live here, never in timed tests.
+"""Benchmark tables (`make bench`): test-suite wall time, the 10 slowest snippets, `mkdocs build` time,
+built site size and the heaviest page; then, for every page in Chromium on 127.0.0.1, the bytes
+transferred (gzip, as GitHub Pages serves them) and the milliseconds until formulas and diagrams are
+rendered (median of 5 cold loads), against the targets. Speed and size targets live here, never in
+timed tests.
 
-    python -m tests.tooling.bench [--skip-tests]
+    python -m tests.tooling.bench [--skip-tests] [--skip-pages]
 """
 from __future__ import annotations
 
@@ -15,7 +18,11 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.tooling.book import ROOT
+from tests.tooling.book import ROOT, notebook_files, page_files, rel
+
+TARGET_BYTES = 600_000   # a text-and-formula page, everything it transfers
+TARGET_MS = 500          # until every formula and diagram is rendered
+SCREENSHOTS = ROOT / ".bench" / "screenshots"
 
 
 def run_tests(junit: Path) -> tuple[float, str]:
@@ -57,6 +64,48 @@ def page_weight(site: Path, html: Path) -> int:
     return total
 
 
+def page_speed(site: Path, loads: int = 5) -> list[tuple[str, ...]]:
+    """One row per page: kind, KB transferred, ms until rendered (medians of `loads` cold loads)."""
+    import statistics
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.tooling.browser import CHROMIUM_ARGS, OPEN_SHADOW_ROOTS, RENDERED, chromium_executable, page_url
+    from tests.tooling.siteserver import serve
+
+    rows = []
+    with serve(site, compress=True) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS)
+        for source in page_files() + notebook_files():
+            sizes, times, diagram = [], [], False
+            for _ in range(loads):
+                context = browser.new_context()  # a fresh context: nothing cached
+                context.add_init_script(OPEN_SHADOW_ROOTS)
+                page = context.new_page()
+                finished = []
+                page.on("requestfinished", finished.append)
+                page.goto(base + page_url(source))
+                page.wait_for_function(RENDERED, polling="raf", timeout=30000)
+                times.append(page.evaluate("performance.now()"))
+                diagram = page.evaluate("document.querySelectorAll('.mermaid').length > 0")
+                page.wait_for_load_state("networkidle")
+                sizes.append(sum(r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"] for r in finished))
+                context.close()
+            kb, ms = statistics.median(sizes) / 1e3, statistics.median(times)
+            kind = "diagrams" if diagram else "text+formulas"
+            size_ok = "yes" if kb * 1e3 < TARGET_BYTES else ("no" if not diagram else "no (Mermaid)")
+            time_ok = "yes" if ms < TARGET_MS else "no"
+            rows.append((rel(source), kind, f"{kb:.0f}", size_ok, f"{ms:.0f}", time_ok))
+        browser.close()
+    return rows
+
+
+def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])
+
+
 def table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [f"| {'measure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
@@ -66,9 +115,11 @@ def table(rows: list[tuple[str, str]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-tests", action="store_true", help="only the build and size rows")
+    parser.add_argument("--skip-tests", action="store_true", help="do not run the test suite")
+    parser.add_argument("--skip-pages", action="store_true", help="do not measure pages in Chromium")
     args = parser.parse_args()
     rows: list[tuple[str, str]] = []
+    speed: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         if not args.skip_tests:
@@ -84,7 +135,16 @@ def main() -> None:
         weights = sorted(((page_weight(site, p), p) for p in site.rglob("index.html")), reverse=True)
         heaviest, page = weights[0]
         rows.append(("heaviest page (HTML + direct assets)", f"{heaviest / 1e3:.0f} KB: /{page.parent.relative_to(site).as_posix()}/"))
+        if not args.skip_pages:
+            speed = page_speed(site)
+    shots = sorted(SCREENSHOTS.glob("*.png")) if SCREENSHOTS.is_dir() else []
+    rows.append(("screenshots (written by the browser tests)",
+                 f"{SCREENSHOTS.relative_to(ROOT)}/: " + (", ".join(p.name for p in shots) or "none yet")))
     print(table(rows))
+    if speed:
+        print(f"\nPages in Chromium, served with gzip on 127.0.0.1; medians of 5 cold loads. Targets for a "
+              f"text-and-formula page: < {TARGET_BYTES // 1000} KB transferred, rendered < {TARGET_MS} ms.\n")
+        print(markdown_table(("page", "kind", "KB transferred", "< 600 KB", "ms to rendered", "< 500 ms"), speed))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,11 @@ PACKAGES: dict[str, tuple[str, dict[str, str]]] = {
     "mermaid": ("11.17.2", {
         "dist/mermaid.min.js": "",
     }),
+    # lets the search worker run from file:// in the offline edition (Material's offline plugin
+    # would otherwise load it from unpkg.com)
+    "iframe-worker": ("1.0.4", {
+        "shim/index.js": "",
+    }),
 }
 
 
