@@ -147,7 +147,7 @@ for name, (act, init) in settings.items():
     ratio[name] = stds[-1] / stds[0]
     print(f"{name:<24} 第 1 层 std {stds[0]:.3g}，第 {depth} 层 {stds[-1]:.3g}，比值 {ratio[name]:.3g}")
 saturated = (last["tanh + N(0, 1)"].abs() > 0.99).double().mean().item()
-print(f"tanh + N(0, 1) 第 {depth} 层中 |h| > 0.99（饱和）的比例：{saturated:.3f}")
+print(f"tanh + N(0, 1) 第 {depth} 层中 |h| > 0.99（饱和）的比例：{saturated:.2f}")
 
 assert 0.5 <= ratio["tanh + Xavier, g=5/3"] <= 2 and 0.5 <= ratio["ReLU + Kaiming"] <= 2
 assert ratio["tanh + N(0, 0.01²)"] < 1e-3 and ratio["ReLU + N(0, 0.01²)"] < 1e-3

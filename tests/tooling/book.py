@@ -200,7 +200,7 @@ def outputs_match(expected: str, actual: str) -> bool:
         if re.fullmatch(r"[-+]?\d+", e):
             if int(e) != int(float(a)) or not re.fullmatch(r"[-+]?\d+", a):
                 return False
-        elif abs(float(e) - float(a)) > _tolerance(e):
+        elif abs(float(e) - float(a)) > _tolerance(e) * (1 + 1e-9):  # the bound itself counts as a match
             return False
     return True
 
