@@ -14,13 +14,21 @@
   the unpkg.com address Material's offline plugin adds.
 - Rewrites the search index with UTF-8 characters instead of backslash-u escapes: the same index, a third
   smaller for Chinese text (every reader downloads it on every page).
+- Typesets every formula at build time with the vendored KaTeX (run by QuickJS, so no Node.js is
+  needed): readers download no math JavaScript and see formulas at once, and a formula KaTeX cannot
+  parse fails the build with the page's name. Notebook pages keep KaTeX in the browser (their
+  Markdown cells are rendered by nbconvert, not by pymdownx.arithmatex).
 - Removes the Mermaid loader that nbconvert writes into every notebook page: it imports Mermaid
   from cdnjs.cloudflare.com. The book's notebooks have no Mermaid cells; diagrams belong in
   Markdown pages, where the theme renders them with the vendored copy.
 """
+import html as htmllib
 import json
 import os
 import re
+from functools import lru_cache
+
+from mkdocs.exceptions import PluginError
 
 from mkdocs.utils import get_relative_url
 
@@ -80,9 +88,37 @@ def on_files(files, config):
     return files
 
 
+_ARITHMATEX = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)
+
+
+@lru_cache(maxsize=None)
+def _katex(docs_dir):
+    import quickjs
+    ctx = quickjs.Context()
+    ctx.eval("var window = globalThis, self = globalThis;")
+    with open(os.path.join(docs_dir, "assets", "vendor", "katex", "katex.min.js"), encoding="utf-8") as f:
+        ctx.eval(f.read())
+    # strict "error": Chinese inside math must go through \text{...} (style guide), or KaTeX refuses
+    return ctx.eval("(tex, display) => katex.renderToString(tex, {displayMode: display, throwOnError: true, strict: 'error'})")
+
+
+def render_math(html, page, docs_dir):
+    def typeset(m):
+        tag, body = m.group(1), htmllib.unescape(m.group(2).strip())
+        display = tag == "div"
+        tex = body[2:-2] if body[:2] in ("\\(", "\\[") else body
+        try:
+            out = _katex(docs_dir)(tex.strip(), display)
+        except Exception as exc:
+            raise PluginError(f"{page.file.src_uri}: KaTeX cannot typeset {tex.strip()[:80]!r}: "
+                              f"{str(exc).splitlines()[0]}") from None
+        return f'<{tag} class="arithmatex">{out}</{tag}>'
+    return _ARITHMATEX.sub(typeset, html)
+
+
 def on_page_content(html, page, config, files):
     page.meta["has_mermaid"] = '<pre class="mermaid">' in html
-    return html
+    return render_math(html, page, config["docs_dir"])
 
 
 def on_post_page(output, page, config):

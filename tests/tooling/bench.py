@@ -83,7 +83,7 @@ def page_speed(site: Path, loads: int = 5) -> list[tuple[str, ...]]:
                 context.add_init_script(OPEN_SHADOW_ROOTS)
                 page = context.new_page()
                 finished = []
-                page.on("requestfinished", finished.append)
+                page.on("requestfinished", lambda request: finished.append(request))
                 page.goto(base + page_url(source))
                 page.wait_for_function(RENDERED, polling="raf", timeout=30000)
                 times.append(page.evaluate("performance.now()"))
