@@ -96,3 +96,22 @@ def test_tests_cannot_reach_the_network():
     from pytest_socket import SocketConnectBlockedError
     with pytest.raises(SocketConnectBlockedError):
         socket.create_connection(("203.0.113.1", 80), timeout=2)
+
+
+def test_a_broken_formula_fails_the_build_naming_the_page():
+    pytest.importorskip("quickjs", reason="quickjs is not installed (run `make test`)")
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (run `make test`)")
+    import importlib.util
+    from types import SimpleNamespace
+
+    from mkdocs.exceptions import PluginError
+
+    from tests.tooling.book import DOCS, ROOT
+    spec = importlib.util.spec_from_file_location("book_hooks", ROOT / "overrides" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="part9/demo.md"))
+    good = hooks.render_math('<span class="arithmatex">\\(x^2\\)</span>', page, str(DOCS))
+    assert 'class="katex"' in good and "\\(" not in good
+    with pytest.raises(PluginError, match=r"part9/demo\.md: KaTeX cannot typeset '\\\\frac\{1\}\{'"):
+        hooks.render_math('<div class="arithmatex">\\[\\frac{1}{\\]</div>', page, str(DOCS))
