@@ -13,7 +13,7 @@ import pytest
 
 from tests.tooling import vendor
 from tests.tooling.book import (DOCS, INCLUDE_RE, NOTEBOOK_SUFFIX, OUTPUT_SUFFIX, ROOT, SAVEFIG_RE, SNIPPETS,
-                                BookError, included_targets, notebook_files, output_file, page_files,
+                                BookError, included_targets, notebook_files, page_files,
                                 read_outputs, rel, snippet_files, split_sections)
 
 

@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -243,7 +243,8 @@ class RunResult:
 def device_env(device: str) -> dict[str, str]:
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0", PYTHONUNBUFFERED="1",
                PYTHONIOENCODING="utf-8")
-    env.pop("PYTHONPATH", None) if env.get("PYTHONPATH", "").startswith(str(ROOT)) else None
+    if env.get("PYTHONPATH", "").startswith(str(ROOT)):  # snippets must not import this repository's code
+        env.pop("PYTHONPATH")
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     return env
