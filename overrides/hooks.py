@@ -29,7 +29,6 @@ import re
 from functools import lru_cache
 
 from mkdocs.exceptions import PluginError
-
 from mkdocs.utils import get_relative_url
 
 IFRAME_WORKER = "assets/vendor/iframe-worker/index.js"

@@ -1,8 +1,10 @@
 """A real headless Chromium opens every page of the built site with the network cut: formulas and
-diagrams must render, the console must stay clean, and no request may leave 127.0.0.1."""
+diagrams must render, the console must stay clean, and no request may leave 127.0.0.1. Also: copy
+buttons, a phone-sized viewport, Chinese search, dark mode, screenshots, and the offline edition."""
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import urlparse
 
 import pytest
@@ -12,6 +14,7 @@ from tests.tooling.browser import CHROMIUM_ARGS, OPEN_SHADOW_ROOTS, RENDERED, ch
 from tests.tooling.siteserver import serve
 
 pytestmark = pytest.mark.browser
+PAGES = page_files() + notebook_files()
 REQUIRED = os.environ.get("BOOK_REQUIRE_BROWSER") == "1"
 
 
@@ -70,7 +73,7 @@ def open_page(browser, server, url: str, viewport=None, color_scheme="light"):
     return context, page, offsite, errors
 
 
-@pytest.mark.parametrize("source", page_files() + notebook_files(), ids=rel)
+@pytest.mark.parametrize("source", PAGES, ids=rel)
 def test_page_renders_offline(browser, server, source):
     url = page_url(source)
     context, page, offsite, errors = open_page(browser, server, url)
@@ -110,7 +113,7 @@ COPYABLE = """() => [...document.querySelectorAll('.md-typeset .highlight pre')]
                  button: !!pre.querySelector('button[data-md-type="copy"], button.md-clipboard') }))"""
 
 
-@pytest.mark.parametrize("source", page_files() + notebook_files(), ids=rel)
+@pytest.mark.parametrize("source", PAGES, ids=rel)
 def test_code_blocks_have_a_working_copy_button(browser, server, source):
     context, page, offsite, errors = open_page(browser, server, page_url(source))
     try:
@@ -128,7 +131,7 @@ def test_code_blocks_have_a_working_copy_button(browser, server, source):
         context.close()
 
 
-@pytest.mark.parametrize("source", page_files() + notebook_files(), ids=rel)
+@pytest.mark.parametrize("source", PAGES, ids=rel)
 def test_page_fits_a_phone(browser, server, source):
     """At 390×844 nothing makes the page scroll sideways: wide formulas, tables and code scroll in their own box."""
     context, page, offsite, errors = open_page(browser, server, page_url(source), viewport={"width": 390, "height": 844})
@@ -157,7 +160,6 @@ def test_page_fits_a_phone(browser, server, source):
 
 def page_title(source) -> str:
     text = source.read_text(encoding="utf-8")
-    import re
     m = re.search(r"^# # (.+)$" if source.name.endswith(NOTEBOOK_SUFFIX) else r"^# (.+)$", text, re.M)
     return re.sub(r"^[\d.]+\s*", "", m.group(1)).strip() if m else ""
 
@@ -183,10 +185,10 @@ SEARCH_QUERIES = ["反向传播", "卷积", "注意力"]
 
 
 def _about(query: str):
-    return next((s for s in page_files() + notebook_files() if query in page_title(s)), None)
+    return next((s for s in PAGES if query in page_title(s)), None)
 
 
-@pytest.mark.parametrize("query", SEARCH_QUERIES + [page_title(s) for s in page_files() + notebook_files()
+@pytest.mark.parametrize("query", SEARCH_QUERIES + [page_title(s) for s in PAGES
                                                      if page_title(s) and s.name != "index.md"])
 def test_chinese_search_finds_the_page(browser, server, query):
     about = _about(query)
