@@ -18,6 +18,10 @@
   needed): readers download no math JavaScript and see formulas at once, and a formula KaTeX cannot
   parse fails the build with the page's name. Notebook pages keep KaTeX in the browser (their
   Markdown cells are rendered by nbconvert, not by pymdownx.arithmatex).
+- Resolves links in notebooks' Markdown cells to other pages ([12.1](reading.md)), as mkdocs does for
+  Markdown pages.
+- Runs each notebook in its own folder, as Jupyter does, so that it can read the files beside it
+  (the reproduction case studies of Part 12 read results/*.json).
 - Removes the Mermaid loader that nbconvert writes into every notebook page: it imports Mermaid
   from cdnjs.cloudflare.com. The book's notebooks have no Mermaid cells; diagrams belong in
   Markdown pages, where the theme renders them with the vendored copy.
@@ -25,6 +29,7 @@
 import html as htmllib
 import json
 import os
+import posixpath
 import re
 from functools import lru_cache
 
@@ -75,7 +80,36 @@ def on_config(config):
 
     nb_convert.add_anchor_lower_id = add_anchor
     nb_plugin._get_markdown_toc = markdown_toc
+    _run_notebooks_in_their_folder(nb_convert)
     return config
+
+
+def _run_notebooks_in_their_folder(nb_convert):
+    """Execute each notebook with its own folder as the working directory, as Jupyter does (mkdocs-jupyter
+    leaves the kernel in the directory mkdocs was started from), so that a notebook can read the files
+    beside it: the reproduction case studies read their results from results/ next to the page."""
+    from nbconvert.preprocessors import ExecutePreprocessor
+
+    if getattr(nb_convert.nb2html, "_book_patched", False):  # `mkdocs serve` runs on_config on every rebuild
+        return
+    real_nb2html, real_preprocess = nb_convert.nb2html, ExecutePreprocessor.preprocess
+    current = {}
+
+    def nb2html(nb_path, *args, **kwargs):
+        current["folder"] = os.path.dirname(os.path.abspath(nb_path))
+        try:
+            return real_nb2html(nb_path, *args, **kwargs)
+        finally:
+            current.clear()
+
+    def preprocess(self, nb, resources=None, km=None):
+        # nbconvert's resources are a defaultdict (ResourcesDict) that later preprocessors rely on: edit in place
+        if "folder" in current and resources is not None and not resources["metadata"].get("path"):
+            resources["metadata"]["path"] = current["folder"]
+        return real_preprocess(self, nb, resources, km)
+
+    nb2html._book_patched = True
+    nb_convert.nb2html, ExecutePreprocessor.preprocess = nb2html, preprocess
 
 
 def on_files(files, config):
@@ -115,8 +149,26 @@ def render_math(html, page, docs_dir):
     return _ARITHMATEX.sub(typeset, html)
 
 
+_NB_LINK = re.compile(r'href="(?P<path>[^":#?]+?\.(?:md|nb\.py))(?P<anchor>#[^"]*)?"')
+
+
+def notebook_links(html, page, files):
+    """Links in a notebook's Markdown cells use the same syntax as Markdown pages, [12.1](reading.md);
+    mkdocs only rewrites those in Markdown pages, so do it here (for both editions: directory URLs online,
+    .html files offline). A link to a page that does not exist fails the build naming the notebook."""
+    def fix(m):
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(page.file.src_uri), m["path"]))
+        linked = files.get_file_from_path(target)
+        if linked is None:
+            raise PluginError(f"{page.file.src_uri}: the link to '{m['path']}' does not resolve to a page")
+        return f'href="{linked.url_relative_to(page.file)}{m["anchor"] or ""}"'
+    return _NB_LINK.sub(fix, html)
+
+
 def on_page_content(html, page, config, files):
     page.meta["has_mermaid"] = '<pre class="mermaid">' in html
+    if page.file.src_uri.endswith(".nb.py"):
+        html = notebook_links(html, page, files)
     return render_math(html, page, config["docs_dir"])
 
 

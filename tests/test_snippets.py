@@ -1,13 +1,14 @@
 """Every snippet (snippets/**/*.py) and notebook (docs/**/*.nb.py) runs in a fresh interpreter, once per
-device; on CPU its printed output must match the committed .out.txt the pages show, and every figure
-it saves must be committed under docs/<part>/figures/."""
+device (a notebook in a copy of its folder, as Jupyter runs it); on CPU its printed output must match the
+committed .out.txt the pages show, and every figure it saves must be committed under docs/<part>/figures/."""
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import cuda_available
 from tests.tooling.book import (NOTEBOOK_SUFFIX, compare_outputs, failure_message, figure_dir, figures_of,
-                                notebook_files, rel, run_plan, snippet_files, snippet_plan)
+                                notebook_files, prepare_workdir, rel, run_plan, snippet_files,
+                                snippet_plan)
 
 SOURCES = snippet_files() + notebook_files()
 
@@ -17,7 +18,7 @@ SOURCES = snippet_files() + notebook_files()
 def test_snippet(source, device, tmp_path):
     if device == "cuda" and not cuda_available():
         pytest.skip("CUDA run skipped: no CUDA device on this machine (the CPU run still ran)")
-    result = run_plan(snippet_plan(source), tmp_path, device)
+    result = run_plan(snippet_plan(source), prepare_workdir(source, tmp_path), device)
     if result.error:
         pytest.fail(failure_message(result, rel(source)), pytrace=False)
 

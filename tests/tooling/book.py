@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -250,6 +251,15 @@ def device_env(device: str) -> dict[str, str]:
     return env
 
 
+def prepare_workdir(source: Path, cwd: Path) -> Path:
+    """A notebook runs in a copy of its own folder, as Jupyter (and the site build) run it in place, so it
+    can read the files beside it (results/*.json) without writing into docs/. A snippet runs in an empty
+    directory: it writes only temporary files and its figures."""
+    if source.name.endswith(NOTEBOOK_SUFFIX):
+        shutil.copytree(source.parent, cwd, dirs_exist_ok=True)
+    return cwd
+
+
 def run_plan(plan: dict, cwd: Path, device: str = "cpu", extra_env: dict | None = None) -> RunResult:
     """Run a plan (see runner.py) in a fresh interpreter with `cwd` as working directory."""
     plan_file = cwd / ".plan.json"
@@ -475,7 +485,7 @@ def regenerate(sources: list[Path]) -> int:
     for source in sources:
         with tempfile.TemporaryDirectory() as tmp:
             plan = snippet_plan(source)
-            result = run_plan(plan, Path(tmp), "cpu",
+            result = run_plan(plan, prepare_workdir(source, Path(tmp)), "cpu",
                               {"MATPLOTLIBRC": str(rc), "SOURCE_DATE_EPOCH": "0"})
             if result.error:
                 print(failure_message(result, rel(source)), file=sys.stderr)

@@ -1,0 +1,475 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 12.3 复现 MNIST-1D 基准表
+#
+# Greydanus 与 Kobak 的论文《Scaling down deep learning with MNIST-1D》（ICML 2024）用一张表说明，
+# 一个长度只有 40 的一维数据集也能把经典模型拉开差距：逻辑回归 32%、MLP 68%、CNN 94%、GRU 91%；
+# 把序列的 40 个位置打乱以后，CNN 降到 56%，GRU 降到 57%。本页在 2 核 CPU 上复现这张表：
+# 按论文和作者代码搭出四个模型，每个配置用 3 个随机种子训练，把“均值 ± 标准差”和论文的数字并排放在一起，
+# 再逐条解释两者的差距。读完本页，你可以把同样的流程用到任何一张“模型 × 数据”的结果表上。
+#
+# 本页是一个可以下载的 notebook，它有两种运行方式：
+#
+# - **快速模式**（默认）：构建网站和运行测试时用它，每个模型只训练几百步，几十秒跑完，只证明代码能跑、趋势正确；
+# - **完整模式**：在仓库根目录运行 `make reproduce`（等价于在本页所在目录运行 `BOOK_REPRO=full python mnist1d_benchmark.nb.py`），
+#   按论文的设置训练全部 30 次（5 个模型 × 2 种数据 × 3 个种子，其中一个模型是补充实验），
+#   在本书的 2 核 CPU 上用了约 15 分钟，结果连同出处写进 `results/mnist1d_benchmark.json`。
+#
+# 页面下半部分的表和曲线都从这个结果文件画出，文件本身由上面的命令生成、提交进仓库，从不手改。
+# 阅读方法见 [12.1 如何精读一篇论文](reading.md)，这里用到的复现方法见 [12.2 复现方法论](methodology.md)。
+
+# %% [markdown]
+# ## 要复现的结论
+#
+# 论文的基准表（也见作者仓库的 README）报告的是测试集准确率，训练集 4000 个样本、测试集 1000 个样本。
+# 我们把它原样抄进代码，后面的比较都以它为准：
+
+# %%
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mnist1d.data import get_dataset_args, make_dataset
+
+device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+# 论文表中的测试准确率（%）：(模型, 数据) -> 数值
+PAPER = {("logistic", "original"): 32, ("mlp", "original"): 68, ("cnn", "original"): 94, ("gru", "original"): 91,
+         ("logistic", "shuffled"): 32, ("mlp", "shuffled"): 68, ("cnn", "shuffled"): 56, ("gru", "shuffled"): 57}
+MODELS = ("logistic", "mlp", "cnn", "gru")
+DATASETS = ("original", "shuffled")
+EXTRA = ("mlp256",)  # 补充实验：隐藏层 256 维的 MLP（见“差距分析”）
+
+# %% [markdown]
+# ## 配置：一处写清所有超参数
+#
+# 论文正文只说了“用 Adam 训练”，具体的数字在作者的训练脚本 `train.py` 里：学习率 $10^{-2}$、批量 100、
+# 不用权重衰减、训练 8000 步、每 250 步在测试集上评估一次。还有一个容易漏掉的细节：
+# 作者按顺序取批，第 $t$ 步用的是第 $(100t \bmod 4000)$ 个样本起的 100 个样本，每一轮（epoch）的批次顺序都一样，
+# 不重新打乱。我们照做，并把这些数字放进一个不可变的 `Config`，结果文件里原样记录它。
+#
+# 随机种子只影响模型的初始化：数据集由 `get_dataset_args()` 里固定的种子生成，取批的顺序也是固定的。
+# 所以下面的标准差衡量的是“换一个初始化，结果会变多少”。
+
+# %%
+MODE = os.environ.get("BOOK_REPRO", "quick")  # quick：快速模式；full：完整复现
+assert MODE in ("quick", "full"), f"BOOK_REPRO 只能是 quick 或 full，而不是 {MODE!r}"
+
+
+@dataclass(frozen=True)
+class Config:
+    steps: int = 8000          # 训练步数（作者 train.py 的 total_steps）
+    batch_size: int = 100
+    lr: float = 1e-2           # Adam 的学习率
+    weight_decay: float = 0.0
+    eval_every: int = 250      # 每隔多少步在测试集上评估一次
+    seeds: tuple = (0, 1, 2)   # 每个配置训练几次，各用一个种子
+
+
+FULL = Config()
+QUICK = Config(steps=200, eval_every=50, seeds=(0,))
+config = FULL if MODE == "full" else QUICK
+print(MODE, config)
+
+# %% [markdown]
+# ## 数据
+#
+# 数据由 `make_dataset(get_dataset_args())` 在本地生成（不要用会联网下载的 `get_dataset`）。
+# 打乱版本只需把参数 `shuffle_seq` 设为 `True`：所有样本的 40 个位置按同一个随机排列重排，标签不变
+# （[MNIST-1D 数据一览](../part1/mnist1d_tour.nb.py) 验证过这一点）。
+
+# %%
+def load(dataset: str) -> dict:
+    args = get_dataset_args()
+    args.shuffle_seq = dataset == "shuffled"
+    raw = make_dataset(args)
+    x, x_test = (torch.tensor(raw[k], dtype=torch.float32, device=device) for k in ("x", "x_test"))
+    y, y_test = (torch.tensor(raw[k], dtype=torch.int64, device=device) for k in ("y", "y_test"))
+    return {"x": x, "y": y, "x_test": x_test, "y_test": y_test}
+
+
+data = {name: load(name) for name in DATASETS}
+for name, d in data.items():
+    print(f"{name:>8}: train {tuple(d['x'].shape)}, test {tuple(d['x_test'].shape)}")
+assert torch.equal(data["original"]["y"], data["shuffled"]["y"])
+
+# %% [markdown]
+# ## 模型
+#
+# 四个模型都很小（几百到一万多个参数），结构取自作者公开的代码 `models.py`（读法见 12.1 的笔记）。设输入 $\mathbf{x} \in \mathbb{R}^{40}$：
+#
+# - **逻辑回归**：$\mathbf{z} = \mathbf{W}\mathbf{x} + \mathbf{b}$，$\mathbf{W} \in \mathbb{R}^{10 \times 40}$，共 410 个参数；
+# - **MLP**：两个 100 维的 ReLU 隐藏层，$\mathbf{h}_1 = \mathrm{ReLU}(\mathbf{W}_1\mathbf{x} + \mathbf{b}_1)$，
+#   $\mathbf{h}_2 = \mathbf{h}_1 + \mathrm{ReLU}(\mathbf{W}_2\mathbf{h}_1 + \mathbf{b}_2)$。
+#   注意第二层有一条跳跃连接，这是作者代码里的写法，论文正文没有提；
+# - **CNN**：三层一维卷积，每层 25 个通道、步幅 2、填充 1，卷积核长度依次为 5、3、3。
+#   由输出长度公式 $L_{\text{out}} = \lfloor (L + 2p - k)/s \rfloor + 1$，长度依次是 $40 \to 19 \to 10 \to 5$，
+#   展平后 $25 \times 5 = 125$ 维，再接一个线性层；
+# - **GRU**：双向 GRU，每个方向隐藏状态 6 维，把 40 个时间步的输出（$40 \times 12 = 480$ 维）全部展平后接线性层。
+#
+# 下面的代码同时检查参数个数与按公式算出的一致。
+
+# %%
+class MLP(nn.Module):
+    def __init__(self, hidden: int = 100):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(40, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 10)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        h = h + F.relu(self.fc2(h))  # 作者代码中的跳跃连接
+        return self.fc3(h)
+
+
+class CNN(nn.Module):
+    def __init__(self, channels: int = 25):
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, channels, 5, stride=2, padding=1)
+        self.conv2 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+        self.fc = nn.Linear(channels * 5, 10)
+
+    def forward(self, x):                      # x: (N, 40)
+        h = x.unsqueeze(1)                     # (N, 1, 40)
+        h = F.relu(self.conv1(h))              # (N, 25, 19)
+        h = F.relu(self.conv2(h))              # (N, 25, 10)
+        h = F.relu(self.conv3(h))              # (N, 25, 5)
+        return self.fc(h.flatten(1))           # (N, 10)
+
+
+class GRU(nn.Module):
+    def __init__(self, hidden: int = 6):
+        super().__init__()
+        self.gru = nn.GRU(1, hidden, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(40 * 2 * hidden, 10)
+
+    def forward(self, x):                      # x: (N, 40)
+        out, _ = self.gru(x.unsqueeze(-1))     # (N, 40, 12)
+        return self.fc(out.flatten(1))         # (N, 10)
+
+
+def build(name: str) -> nn.Module:
+    return {"logistic": lambda: nn.Linear(40, 10), "mlp": MLP, "cnn": CNN, "gru": GRU,
+            "mlp256": lambda: MLP(hidden=256)}[name]()
+
+
+n_params = {name: sum(p.numel() for p in build(name).parameters()) for name in MODELS}
+print(n_params)
+gru_per_direction = 3 * (6 * 1 + 6 * 6 + 2 * 6)  # 3 个门，每个门 W_i、W_h 和两个偏置
+assert n_params == {"logistic": 40 * 10 + 10,
+                    "mlp": (40 * 100 + 100) + (100 * 100 + 100) + (100 * 10 + 10),
+                    "cnn": (1 * 25 * 5 + 25) + 2 * (25 * 25 * 3 + 25) + (125 * 10 + 10),
+                    "gru": 2 * gru_per_direction + (480 * 10 + 10)}
+assert sum(p.numel() for p in build("mlp256").parameters()) == (40 * 256 + 256) + (256 * 256 + 256) + (256 * 10 + 10)
+with torch.no_grad():
+    assert all(build(m)(torch.zeros(7, 40)).shape == (7, 10) for m in MODELS)
+
+# %% [markdown]
+# ## 训练与评估
+#
+# 损失是交叉熵 $\ell = -\frac{1}{B}\sum_{i=1}^{B} \log \operatorname{softmax}(\mathbf{z}_i)_{y_i}$，$B = 100$。
+# 每隔 `eval_every` 步记录一次：这段时间内训练损失的平均值，以及整个测试集上的准确率。
+# 表中报告的是最后一步（第 8000 步）的测试准确率，而不是曲线上的最高点：
+# 挑最高点等于用测试集选模型，会把数字抬高。
+
+# %%
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def train(model_name: str, d: dict, seed: int, cfg: Config) -> dict:
+    torch.manual_seed(seed)  # 只影响初始化
+    model = build(model_name).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    curve = {"step": [0], "train_loss": [None], "test_acc": [accuracy(model, d["x_test"], d["y_test"])]}
+    window = []
+    for step in range(1, cfg.steps + 1):
+        i = ((step - 1) * cfg.batch_size) % len(d["x"])  # 按顺序取批，与作者代码相同
+        loss = F.cross_entropy(model(d["x"][i:i + cfg.batch_size]), d["y"][i:i + cfg.batch_size])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        window.append(loss.item())
+        if step % cfg.eval_every == 0:
+            curve["step"].append(step)
+            curve["train_loss"].append(sum(window) / len(window))
+            curve["test_acc"].append(accuracy(model, d["x_test"], d["y_test"]))
+            window = []
+    return {"test_acc": curve["test_acc"][-1], "curve": curve}
+
+# %% [markdown]
+# ## 运行
+#
+# 每个（模型, 数据, 种子）组合训练一次。快速模式只训练 200 步、一个种子，所以下面打印的数字远低于论文；
+# 它断言的是即使在这么短的训练里也成立的趋势：准确率远高于 10% 的随机水平，CNN 在原始数据上明显好于打乱后的数据，
+# 而逻辑回归和 MLP 不受打乱影响（它们本来就不认识“相邻”）。
+
+# %%
+start = time.perf_counter()
+runs = []
+for dataset in DATASETS:
+    for model_name in MODELS + EXTRA:
+        for seed in config.seeds:
+            run = {"model": model_name, "data": dataset, "seed": seed,
+                   **train(model_name, data[dataset], seed, config)}
+            runs.append(run)
+            print(f"{dataset:>8} {model_name:>8} seed {seed}: test acc {run['test_acc']:.3f}")
+wall_time = time.perf_counter() - start
+
+acc = {(r["model"], r["data"]): r["test_acc"] for r in runs if r["seed"] == config.seeds[0]}
+if MODE == "quick":  # 短训练的下限（2 核 CPU 上实测见上面的输出）
+    assert acc["logistic", "original"] > 0.2 and acc["mlp", "original"] > 0.3
+    assert acc["cnn", "original"] > 0.5 and acc["gru", "original"] > 0.4
+    assert acc["cnn", "original"] > acc["cnn", "shuffled"] + 0.1
+    assert abs(acc["logistic", "original"] - acc["logistic", "shuffled"]) < 0.03
+
+# %% [markdown]
+# ## 记录出处
+#
+# 完整模式把每次运行的结果和出处一起写进结果文件：运行的命令、配置、种子、各软件版本、CPU 型号与线程数、
+# 日期和总耗时。线程数也要记：同一个种子在 1 个线程和 2 个线程下算出的浮点和可能不同（见 12.2），
+# 几千步以后准确率会差出零点几个百分点。
+
+# %%
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+RESULTS = Path("results") / "mnist1d_benchmark.json"
+provenance = {
+    "command": os.environ.get("BOOK_REPRO_COMMAND", "BOOK_REPRO=full python mnist1d_benchmark.nb.py"),
+    "mode": MODE,
+    "config": asdict(config),
+    "seeds": list(config.seeds),
+    "python": platform.python_version(),
+    "torch": torch.__version__,
+    "numpy": np.__version__,
+    "mnist1d": version("mnist1d"),
+    "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    "cpu": cpu_name(),
+    "cpu_count": os.cpu_count(),
+    "torch_threads": torch.get_num_threads(),
+    "platform": platform.platform(),
+    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    "wall_time_s": round(wall_time, 1),
+}
+if MODE == "full":
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"experiment": "mnist1d_benchmark", "provenance": provenance, "runs": runs},
+                                  ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print("wrote", RESULTS)
+
+# %% [markdown]
+# ## 结果：论文与本书并排
+#
+# 下面读入提交在仓库里的结果文件（若在别处运行本 notebook 而没有这个文件，请从本书仓库的
+# `docs/part12/results/` 下载，放到 notebook 旁边的 `results/` 目录）。先看它的出处：
+
+# %%
+results = json.loads(RESULTS.read_text(encoding="utf-8"))
+prov = results["provenance"]
+for key in ("command", "date", "wall_time_s", "torch", "cpu", "torch_threads", "seeds"):
+    print(f"{key:>13}: {prov[key]}")
+assert prov["mode"] == "full" and len(prov["seeds"]) >= 3
+assert prov["config"] == json.loads(json.dumps(asdict(FULL))), "结果文件不是当前代码的完整设置跑出来的：请重跑"
+
+
+def summarize(results: dict) -> dict:
+    """(模型, 数据) -> 各种子最后一步的测试准确率（%）。1000 个测试样本，准确率是 0.1% 的整数倍"""
+    table = {}
+    for r in results["runs"]:
+        table.setdefault((r["model"], r["data"]), []).append(round(100 * r["test_acc"], 1))
+    return {k: np.array(v) for k, v in table.items()}
+
+
+ours = summarize(results)
+assert set(ours) == {(m, d) for m in MODELS + EXTRA for d in DATASETS}
+assert all(len(v) == len(prov["seeds"]) for v in ours.values())
+
+# 抽查：按完整设置重跑结果文件中的一行。换一台机器（或 GPU）时允许有差异，但应小于换种子带来的差异
+seed0 = prov["seeds"][0]
+committed = next(r for r in results["runs"] if (r["model"], r["data"], r["seed"]) == ("logistic", "original", seed0))
+spot = train("logistic", data["original"], seed0, Config(**prov["config"]))
+print(f"spot check logistic seed {seed0}: rerun {spot['test_acc']:.3f}, file {committed['test_acc']:.3f}, "
+      f"identical: {spot['curve'] == committed['curve']}")
+assert abs(spot["test_acc"] - committed["test_acc"]) <= max(3 * ours["logistic", "original"].std(ddof=1) / 100, 0.01)
+
+# %% [markdown]
+# 下表把论文的数字和我们 3 个种子的结果并排。“最后一步”是第 8000 步的测试准确率，均值 ± 样本标准差（分母 $n-1$）；
+# 测试集有 1000 个样本，准确率只能是 0.1% 的整数倍。“判定”用 [12.2](methodology.md) 的规则：
+# 差 $d$ = 本书均值 − 论文数字，容差 $\tau = \max(2s\sqrt{1/n + 1/m},\ 0.5)$，$n = 3$ 是我们的种子数，
+# 论文没说跑了几次，取 $m = 1$；0.5 是论文只给整数带来的舍入误差。$|d| \le \tau$ 判为“一致”，否则按符号判为“偏高”或“偏低”。
+# “曲线最高点”是每个种子在 33 个评估点中最高的测试准确率的均值，只用来分析差距，不能当作结果报告。
+# 带 * 的一行是补充实验，不在论文表中，原因见“差距分析”。
+
+# %%
+def show(markdown_text: str) -> None:
+    """在 Jupyter 里显示成表格，在终端里打印 Markdown 源文本。"""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+        if get_ipython() is not None:
+            return display(Markdown(markdown_text))
+    except ImportError:
+        pass
+    print(markdown_text)
+
+
+def verdict(values: np.ndarray, paper: float, m: int = 1, decimals: int = 0) -> tuple[str, float, float]:
+    """12.2 的比较规则：返回（判定, 差, 容差）。"""
+    d = values.mean() - paper
+    tol = max(2 * values.std(ddof=1) * np.sqrt(1 / len(values) + 1 / m), 0.5 * 10 ** -decimals)
+    return ("一致" if abs(d) <= tol else "偏高" if d > 0 else "偏低"), d, tol
+
+
+best = {}  # (模型, 数据) -> 各种子曲线最高点（%）
+for r in results["runs"]:
+    best.setdefault((r["model"], r["data"]), []).append(round(100 * max(r["curve"]["test_acc"]), 1))
+best = {k: np.array(v) for k, v in best.items()}
+PAPER_ROW = {**PAPER, **{(m, d): PAPER["mlp", d] for m in EXTRA for d in DATASETS}}  # 补充行与论文的 MLP 比较
+NAMES = {"logistic": "逻辑回归", "mlp": "MLP", "cnn": "CNN", "gru": "GRU", "mlp256": "MLP（隐藏层 256）*"}
+rows = ["| 数据 | 模型 | 论文 | 本书：最后一步 | 差 | 判定 | 本书：曲线最高点 |", "|---|---|---:|---:|---:|---|---:|"]
+judged = {}
+for dataset in DATASETS:
+    for model_name in ("logistic", "mlp", "mlp256", "cnn", "gru"):
+        key = (model_name, dataset)
+        v, b = ours[key], best[key]
+        judged[key], d, tol = verdict(v, PAPER_ROW[key])
+        rows.append(f"| {'原始' if dataset == 'original' else '打乱'} | {NAMES[model_name]} | {PAPER_ROW[key]}% "
+                    f"| {v.mean():.1f}% ± {v.std(ddof=1):.1f} | {d:+.1f}（容差 {tol:.1f}） | {judged[key]} "
+                    f"| {b.mean():.1f}% ± {b.std(ddof=1):.1f} |")
+show("\n".join(rows))
+
+# %% [markdown]
+# ## 训练曲线
+#
+# 实线是原始数据，虚线是打乱后的数据；线是 3 个种子的均值，阴影是 ± 1 个标准差。
+
+# %%
+steps = np.array(results["runs"][0]["curve"]["step"])
+fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.2))
+for k, model_name in enumerate(MODELS):
+    for dataset, style in zip(DATASETS, ("-", "--")):
+        curves = [r["curve"] for r in results["runs"] if (r["model"], r["data"]) == (model_name, dataset)]
+        accs = 100 * np.array([c["test_acc"] for c in curves])
+        losses = np.array([c["train_loss"][1:] for c in curves], dtype=float)
+        label = f"{model_name} ({dataset})"
+        ax_acc.plot(steps, accs.mean(0), style, color=f"C{k}", label=label)
+        ax_acc.fill_between(steps, accs.mean(0) - accs.std(0, ddof=1), accs.mean(0) + accs.std(0, ddof=1),
+                            color=f"C{k}", alpha=0.15)
+        ax_loss.plot(steps[1:], losses.mean(0), style, color=f"C{k}", label=label)
+ax_acc.set(xlabel="step", ylabel="test accuracy (%)", ylim=(0, 100), title="test accuracy")
+ax_loss.set(xlabel="step", ylabel="train loss (mean over 250 steps)", yscale="log", title="train loss")
+ax_acc.legend(fontsize=8, ncol=2, loc="lower right")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 差距分析
+#
+# 按 [12.2](methodology.md) 的排查清单逐行看。数据（清单第 1 项）与论文相同：`make_dataset(get_dataset_args())`
+# 生成的就是论文的 4000 / 1000 个样本；指标（第 2 项）都是测试集准确率。剩下的差距来自第 3 项（报告哪一步）、
+# 第 4 项（藏在代码里的超参数）和第 5、6 项（波动与舍入）。下面引用的数字都来自上表，紧跟着的代码断言了每一条说法。
+#
+# **逻辑回归：一致。** 31.5% 对 32%，差 −0.5，恰好在论文整数的舍入范围内。3 个种子的结果完全相同（标准差 0.0），
+# 打乱后也完全相同：逻辑回归的损失是凸函数，不同的初始化被训练到同一个解；打乱输入位置只是重排了
+# $\mathbf{W}$ 的列，对应的解也只是重排。曲线最高点 32.8% 出现在训练早期，之后有轻微的过拟合。
+#
+# **CNN、GRU（原始数据）和 CNN（打乱）：一致。** 94.2% 对 94%、91.4% 对 91%、57.2% 对 56%，差都在容差以内。
+# 打乱后 CNN 的标准差最大（1.8）：失去空间结构以后，结果更依赖初始化。
+#
+# **MLP：偏低 3.7 和 2.6 个百分点，原因是隐藏层宽度。** 按作者 `models.py` 里 `MLPBase` 的默认值，
+# 我们的 MLP 隐藏层是 100 维（与 12.1 的参数量 15210 对应）；但作者的 `get_model_args()` 里还有一个
+# `hidden_size = 256`。补充实验（带 * 的行）把隐藏层换成 256 维、其余不变，原始数据上得到 69.5% ± 1.4，
+# 打乱后 68.0% ± 2.1，都与论文的 68% 一致。所以论文的 MLP 很可能是用 `hidden_size = 256` 搭的——
+# 这正是清单第 4 项“藏在代码里的超参数”：论文正文写的是“MLP”，决定结果的数字只在代码里。
+# 我们仍把 100 维的结果放在正文的行里，因为这是按作者模型代码的默认值能直接得到的；判断依据和补充实验都写在这里，
+# 读者可以自己下结论。
+#
+# MLP 的两行还给了我们一个免费的“种子波动”测量：对 MLP 来说，打乱输入位置等于重排第一层权重 $\mathbf{W}_1$ 的列，
+# 而 PyTorch 的默认初始化对每个元素独立同分布，所以原始数据和打乱数据上的训练是同一个随机实验，
+# 准确率的分布完全相同。两行均值仍相差 1.1 个百分点（64.3% 对 65.4%），这就是 3 个种子的均值本身的波动。
+#
+# **GRU（打乱）：偏低 5.2 个百分点，原因是报告哪一步。** 右图中这条曲线的训练损失一直在下降，
+# 测试准确率却在前 3000 步内达到最高、之后回落：GRU 在打乱的序列上过拟合了。3 个种子曲线最高点的均值是 56.2%，
+# 与论文的 57% 一致；第 8000 步只剩 51.8%。作者的 `train.py` 每 250 步记录一次测试准确率，论文没有说表中用的是哪一步
+# （12.1 笔记的“仍然未知”）。如果论文取的是曲线的最高点，或是更早停止的一次训练，差距就不存在。
+# 我们坚持报告最后一步：用测试集挑最高点等于拿测试集选模型，得到的数字偏高。
+#
+# **其他差别。** 作者的训练循环是 `range(total_steps + 1)`，比我们多更新 1 步；
+# 我们在第 0 步（训练前）也评估了一次。两者对第 8000 步的准确率都没有可见的影响。
+
+# %%
+# 逐条断言上面的说法（数字都来自结果文件）
+def curves_of(model_name: str, dataset: str) -> list:
+    return [r["curve"] for r in results["runs"] if (r["model"], r["data"]) == (model_name, dataset)]
+
+
+def best_step(curve: dict) -> int:
+    return curve["step"][int(np.argmax(curve["test_acc"]))]
+
+
+assert judged["logistic", "original"] == judged["logistic", "shuffled"] == "一致"
+assert ours["logistic", "original"].std() == 0 and np.array_equal(ours["logistic", "original"], ours["logistic", "shuffled"])
+assert all(best_step(c) <= 2000 for c in curves_of("logistic", "original"))
+assert all(judged[k] == "一致" for k in [("cnn", "original"), ("gru", "original"), ("cnn", "shuffled")])
+assert max(PAPER, key=lambda k: ours[k].std(ddof=1)) == ("cnn", "shuffled")
+assert judged["mlp", "original"] == judged["mlp", "shuffled"] == "偏低"
+assert judged["mlp256", "original"] == judged["mlp256", "shuffled"] == "一致"
+assert abs(ours["mlp", "original"].mean() - ours["mlp", "shuffled"].mean()) < 2
+gru_shuffled = curves_of("gru", "shuffled")
+assert judged["gru", "shuffled"] == "偏低" and verdict(best["gru", "shuffled"], PAPER["gru", "shuffled"])[0] == "一致"
+assert all(best_step(c) <= 3000 for c in gru_shuffled)
+assert all(c["train_loss"][-1] < c["train_loss"][c["step"].index(3000)] for c in gru_shuffled)
+print("差距分析的每一条说法都与结果文件相符")
+
+# %% [markdown]
+# ## 小结
+#
+# - 复现一张表，先把论文里的数字、作者代码里的超参数和数据生成方式写进代码，再谈比较；
+# - 论文表的 8 个数字中，6 个在容差内复现；MLP 的两行偏低，是因为论文很可能用了代码里 256 维的隐藏层
+#   （补充实验与论文一致）；打乱数据上的 GRU 偏低，是因为我们报告最后一步，而它的曲线最高点与论文一致；
+# - 每个配置至少 3 个种子，报告均值 ± 标准差；本页的种子只改变初始化，标准差衡量的是初始化带来的波动；
+# - 空间结构是 CNN 的优势来源：打乱位置后 CNN 跌落最多，而逻辑回归和 MLP 完全不受影响；
+# - 结果文件记录命令、版本、CPU、线程数、日期和耗时，页面从文件生成，任何人都能重跑并对照。
+#
+# ## 练习
+#
+# 1. 把 `Config` 的 `seeds` 改成 5 个种子重跑完整模式，标准差的估计变了多少？哪些行的结论会改变？
+# 2. 把 `train` 里的按顺序取批改成每轮随机打乱（`torch.randperm`），MLP 和 GRU 的准确率有什么变化？
+#    这说明复现时“照抄作者代码的细节”有多重要？
+# 3. 去掉 `MLP` 中的跳跃连接，在原始数据上重新训练，它离论文的 68% 更近还是更远？
+#
+# ## 参考文献
+#
+# - S. Greydanus, D. Kobak. Scaling down deep learning with MNIST-1D. ICML, 2024.
+# - C. Zhang, S. Bengio, M. Hardt, B. Recht, O. Vinyals. Understanding deep learning requires rethinking
+#   generalization. ICLR, 2017.（打乱像素位置的做法）
+# - K. Cho et al. Learning phrase representations using RNN encoder-decoder for statistical machine translation.
+#   EMNLP, 2014.（GRU）

@@ -1,0 +1,368 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 12.4 复现 ResNet 的“退化”现象
+#
+# He 等人在 ResNet 论文（CVPR 2016）开头用一张图提出问题：在 CIFAR-10 上，56 层的普通卷积网络（plain network）
+# 不但测试误差比 20 层的高，**训练误差也更高**（论文图 1）。这不是过拟合——过拟合的训练误差应当更低——
+# 而是更深的网络更难优化，论文称之为退化（degradation）。加上残差连接（residual connection）之后，
+# 更深的网络训练误差反而更低（论文图 4、图 6）。
+#
+# 本页把这个实验缩小到 2 核 CPU 上几分钟能跑完的规模：数据换成 MNIST-1D 的 4000 个训练样本，
+# 网络换成一维卷积，通道数减半，但保留论文的网络结构、优化器和学习率方案。我们要回答的问题与论文相同：
+# 把普通网络加深时，训练损失会不会上升？同样深度的残差网络呢？
+#
+# 与 [12.3](mnist1d_benchmark.nb.py) 一样，本页默认以快速模式运行（构建网站和测试时用，几秒钟）；
+# 在仓库根目录运行 `make reproduce` 进入完整模式，结果写进 `results/resnet_degradation.json`，
+# 下面的表和图都从这个文件画出。
+
+# %% [markdown]
+# ## 网络结构
+#
+# 论文第 4.2 节为 CIFAR-10 设计了一族网络：先是一个 $3 \times 3$ 卷积，然后是三段（stage），
+# 每段 $n$ 个块、每块两层 $3 \times 3$ 卷积，三段的通道数依次为 16、32、64，后两段的第一层用步幅 2 把特征图边长减半，
+# 最后是全局平均池化和一个全连接层。带权重的层共有 $6n + 2$ 层，$n = 3, 5, 9$ 分别给出 20、32、56 层。
+# 每个卷积之后接批归一化（batch normalization）。
+#
+# 普通网络的一个块计算 $\mathbf{y} = \mathrm{ReLU}(\mathcal{F}(\mathbf{x}))$，残差网络计算
+# $\mathbf{y} = \mathrm{ReLU}(\mathcal{F}(\mathbf{x}) + \mathbf{x})$，其中
+# $\mathcal{F}(\mathbf{x}) = \mathrm{BN}(\mathbf{W}_2 * \mathrm{ReLU}(\mathrm{BN}(\mathbf{W}_1 * \mathbf{x})))$，$*$ 表示卷积。
+# 通道数翻倍、长度减半的地方，捷径（shortcut）用论文的选项 A：隔一个位置取一个，多出来的通道补零。
+# 选项 A 没有参数，所以同样深度的普通网络和残差网络参数个数完全相同，两者只差那一个加法。
+#
+# 我们的缩小版：输入是长度 40 的一维序列，三段的通道数为 8、16、32，序列长度依次为 40、20、10；
+# 深度取 $n = 1, 3, 5, 9$，即 8、20、32、56 层。
+
+# %%
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mnist1d.data import get_dataset_args, make_dataset
+
+device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Block(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, residual: bool):
+        super().__init__()
+        self.residual, self.extra = residual, c_out - c_in
+        self.conv1 = nn.Conv1d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm1d(c_out)
+        self.conv2 = nn.Conv1d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm1d(c_out)
+
+    def forward(self, x):                                   # x: (N, c_in, L)
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))                         # (N, c_out, L / stride)
+        if self.residual:
+            shortcut = x
+            if self.extra:                                  # 选项 A：隔位取样，通道补零
+                shortcut = F.pad(x[:, :, ::2], (0, 0, 0, self.extra))
+            h = h + shortcut
+        return F.relu(h)
+
+
+class Net(nn.Module):
+    def __init__(self, depth: int, residual: bool, widths=(8, 16, 32)):
+        super().__init__()
+        n, rest = divmod(depth - 2, 6)
+        assert rest == 0 and n >= 1, f"深度必须是 6n + 2，而不是 {depth}"
+        self.stem = nn.Sequential(nn.Conv1d(1, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm1d(widths[0]), nn.ReLU())
+        blocks, c_in = [], widths[0]
+        for stage, c_out in enumerate(widths):
+            for i in range(n):
+                blocks.append(Block(c_in, c_out, 2 if stage > 0 and i == 0 else 1, residual))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c_in, 10)
+
+    def forward(self, x):                                   # x: (N, 40)
+        h = self.blocks(self.stem(x.unsqueeze(1)))          # (N, 32, 10)
+        return self.fc(h.mean(-1))                          # 全局平均池化后分类：(N, 10)
+
+
+def weighted_layers(model: nn.Module) -> int:
+    return sum(isinstance(m, (nn.Conv1d, nn.Linear)) for m in model.modules())
+
+
+for depth in (8, 20, 32, 56):
+    plain, res = Net(depth, residual=False), Net(depth, residual=True)
+    n_plain, n_res = (sum(p.numel() for p in m.parameters()) for m in (plain, res))
+    print(f"depth {depth:>2}: {weighted_layers(plain)} weighted layers, {n_plain} parameters (plain = residual)")
+    assert weighted_layers(plain) == weighted_layers(res) == depth and n_plain == n_res
+    with torch.no_grad():
+        assert res(torch.zeros(4, 40)).shape == (4, 10)
+
+# %% [markdown]
+# ## 训练设置
+#
+# 与论文第 4.2 节相同：SGD，动量 0.9，权重衰减 $10^{-4}$，批量 128，学习率从 0.1 开始，
+# 在训练进行到一半和四分之三时各除以 10。论文在 CIFAR-10 上训练 64000 步；
+# 我们的数据小得多，训练 24 轮（每轮 32 步，共 768 步），学习率在第 12 轮和第 18 轮之后下降。
+# 训练损失取每一轮中所有批次损失的平均值（训练模式，正是优化器看到的量），这也是论文图中“训练误差”的含义。
+#
+# 快速模式只比较 8 层和 20 层、训练 4 轮，断言即使这么短也能看到的现象：20 层普通网络的训练损失高于 8 层的，
+# 而 20 层残差网络的训练损失低于 20 层普通网络。
+
+# %%
+MODE = os.environ.get("BOOK_REPRO", "quick")  # quick：快速模式；full：完整复现
+assert MODE in ("quick", "full"), f"BOOK_REPRO 只能是 quick 或 full，而不是 {MODE!r}"
+
+
+@dataclass(frozen=True)
+class Config:
+    depths: tuple = (8, 20, 32, 56)
+    epochs: int = 24
+    milestones: tuple = (12, 18)   # 这些轮之后学习率除以 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    seeds: tuple = (0, 1, 2)
+
+
+FULL = Config()
+QUICK = Config(depths=(8, 20), epochs=4, milestones=(2, 3), seeds=(0,))
+config = FULL if MODE == "full" else QUICK
+print(MODE, config)
+
+raw = make_dataset(get_dataset_args())
+x, x_test = (torch.tensor(raw[k], dtype=torch.float32, device=device) for k in ("x", "x_test"))
+y, y_test = (torch.tensor(raw[k], dtype=torch.int64, device=device) for k in ("y", "y_test"))
+
+
+def train(depth: int, residual: bool, seed: int, cfg: Config) -> dict:
+    torch.manual_seed(seed)
+    model = Net(depth, residual).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), gamma=0.1)
+    order = torch.Generator().manual_seed(seed)         # 每轮打乱顺序，在 CPU 上生成以便各设备一致
+    train_loss = []
+    for epoch in range(cfg.epochs):
+        model.train()
+        perm, total = torch.randperm(len(x), generator=order).to(device), 0.0
+        for i in range(0, len(x), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        train_loss.append(total / len(x))
+        schedule.step()
+    model.eval()
+    with torch.no_grad():
+        test_acc = (model(x_test).argmax(1) == y_test).float().mean().item()
+    return {"train_loss": train_loss[-1], "test_acc": test_acc,
+            "curve": {"epoch": list(range(1, cfg.epochs + 1)), "train_loss": train_loss}}
+
+# %% [markdown]
+# ## 运行
+
+# %%
+start = time.perf_counter()
+runs = []
+for depth in config.depths:
+    for residual in (False, True):
+        for seed in config.seeds:
+            run = {"depth": depth, "residual": residual, "seed": seed, **train(depth, residual, seed, config)}
+            runs.append(run)
+            print(f"{'residual' if residual else 'plain':>8}-{depth:<2} seed {seed}: "
+                  f"train loss {run['train_loss']:.3f}, test acc {run['test_acc']:.3f}")
+wall_time = time.perf_counter() - start
+
+if MODE == "quick":
+    loss = {(r["depth"], r["residual"]): r["train_loss"] for r in runs}
+    assert loss[20, False] > loss[8, False]      # 普通网络：加深后训练损失上升
+    assert loss[20, True] < loss[20, False]      # 同样深度的残差网络训练得更好
+
+# %% [markdown]
+# ## 记录出处
+#
+# 与 12.3 相同，完整模式把结果连同出处写进结果文件。
+
+# %%
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+RESULTS = Path("results") / "resnet_degradation.json"
+provenance = {
+    "command": os.environ.get("BOOK_REPRO_COMMAND", "BOOK_REPRO=full python resnet_degradation.nb.py"),
+    "mode": MODE,
+    "config": asdict(config),
+    "seeds": list(config.seeds),
+    "python": platform.python_version(),
+    "torch": torch.__version__,
+    "numpy": np.__version__,
+    "mnist1d": version("mnist1d"),
+    "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    "cpu": cpu_name(),
+    "cpu_count": os.cpu_count(),
+    "torch_threads": torch.get_num_threads(),
+    "platform": platform.platform(),
+    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    "wall_time_s": round(wall_time, 1),
+}
+if MODE == "full":
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({"experiment": "resnet_degradation", "provenance": provenance, "runs": runs},
+                                  ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print("wrote", RESULTS)
+
+# %% [markdown]
+# ## 结果
+#
+# 读入提交在仓库里的结果文件（在别处运行时，从本书仓库的 `docs/part12/results/` 下载它）：
+
+# %%
+results = json.loads(RESULTS.read_text(encoding="utf-8"))
+prov = results["provenance"]
+for key in ("command", "date", "wall_time_s", "torch", "cpu", "torch_threads", "seeds"):
+    print(f"{key:>13}: {prov[key]}")
+assert prov["mode"] == "full" and len(prov["seeds"]) >= 3
+assert prov["config"] == json.loads(json.dumps(asdict(FULL))), "结果文件不是当前代码的完整设置跑出来的：请重跑"
+
+depths = sorted({r["depth"] for r in results["runs"]})
+final = {(d, res): np.array([r["train_loss"] for r in results["runs"]
+                             if (r["depth"], r["residual"]) == (d, res)]) for d in depths for res in (False, True)}
+test = {(d, res): 100 * np.array([r["test_acc"] for r in results["runs"]
+                                  if (r["depth"], r["residual"]) == (d, res)]) for d in depths for res in (False, True)}
+assert all(len(v) == len(prov["seeds"]) for v in final.values())
+
+# 抽查：按完整设置重跑结果文件中的一行。换一台机器（或 GPU）时允许有差异，但应小于换种子带来的差异
+seed0 = prov["seeds"][0]
+committed = next(r for r in results["runs"] if (r["depth"], r["residual"], r["seed"]) == (8, False, seed0))
+spot = train(8, False, seed0, Config(**{**prov["config"], "depths": (8,)}))
+print(f"spot check plain-8 seed {seed0}: rerun {spot['train_loss']:.4f}, "
+      f"file {committed['train_loss']:.4f}, identical: {spot['curve'] == committed['curve']}")
+assert abs(spot["train_loss"] - committed["train_loss"]) <= max(3 * final[8, False].std(ddof=1), 0.005)
+
+
+def show(markdown_text: str) -> None:
+    """在 Jupyter 里显示成表格，在终端里打印 Markdown 源文本。"""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+        if get_ipython() is not None:
+            return display(Markdown(markdown_text))
+    except ImportError:
+        pass
+    print(markdown_text)
+
+
+rows = ["| 层数 | 普通网络训练损失 | 残差网络训练损失 | 普通网络测试准确率 | 残差网络测试准确率 |",
+        "|---:|---:|---:|---:|---:|"]
+for d in depths:
+    cells = [f"{final[d, res].mean():.3f} ± {final[d, res].std(ddof=1):.3f}" for res in (False, True)]
+    cells += [f"{test[d, res].mean():.1f}% ± {test[d, res].std(ddof=1):.1f}" for res in (False, True)]
+    rows.append(f"| {d} | " + " | ".join(cells) + " |")
+show("\n".join(rows))
+
+# %% [markdown]
+# 左图是最后一轮的训练损失随深度的变化（误差线为 ± 1 个标准差，纵轴是对数刻度），对应论文的核心结论；
+# 右图是训练过程，实线是普通网络，虚线是残差网络，颜色表示深度，对应论文的图 1 和图 4。
+
+# %%
+fig, (ax_depth, ax_curve) = plt.subplots(1, 2, figsize=(12, 4.2))
+for res, marker, label in ((False, "o-", "plain"), (True, "s--", "residual")):
+    mean = [final[d, res].mean() for d in depths]
+    err = [final[d, res].std(ddof=1) for d in depths]
+    ax_depth.errorbar(depths, mean, yerr=err, fmt=marker, capsize=4, label=label)
+ax_depth.set(xlabel="depth (weighted layers)", ylabel="final train loss", yscale="log",
+             xticks=depths, title="train loss vs depth")
+ax_depth.legend()
+epochs = np.arange(1, prov["config"]["epochs"] + 1)
+for k, d in enumerate(depths):
+    for res, style in ((False, "-"), (True, "--")):
+        curves = np.array([r["curve"]["train_loss"] for r in results["runs"]
+                           if (r["depth"], r["residual"]) == (d, res)])
+        ax_curve.plot(epochs, curves.mean(0), style, color=f"C{k}",
+                      label=f"{'residual' if res else 'plain'}-{d}")
+ax_curve.set(xlabel="epoch", ylabel="train loss (epoch mean)", yscale="log", title="training curves")
+ax_curve.legend(fontsize=8, ncol=2)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 结果分析
+#
+# **普通网络退化了。** 普通网络最后一轮的训练损失随深度单调上升：8 层 0.021、20 层 0.179、32 层 0.768、56 层 1.697。
+# 56 层的普通网络几乎没有学会（测试准确率 32.4%，与 12.3 的逻辑回归相当）。注意这是**训练**损失：
+# 更深的网络参数更多、表达能力更强（它可以让多出来的层学成恒等映射，从而至少和浅的一样好），
+# 却连训练集都拟合得更差，所以问题出在优化，而不是过拟合。这与论文图 1、图 4（左）的结论相同。
+# 32 层普通网络的 3 个种子差别很大（训练损失 0.550、0.607、1.146）：处在“刚好还能训练”边缘的网络，结果最依赖初始化。
+#
+# **残差网络在 32 层以内没有退化。** 残差网络 8、20、32 层的训练损失是 0.021、0.013、0.015，
+# 深的并不比浅的差，20 层和 32 层反而略低，对应论文图 4（右）中“更深的残差网络训练误差更低”。
+# 在每个深度上，残差网络的训练损失都比同样深度的普通网络低一个数量级以上，而两者参数完全相同，只差那一个加法。
+#
+# **56 层的残差网络不如浅的。** 56 层残差网络的训练损失是 0.089 ± 0.110，3 个种子分别约为 0.21、0.04、0.01：
+# 一个种子训练得不好，拉高了均值。它仍远好于 20 层的普通网络（0.179），但没有做到“不退化”。
+# 这是我们缩小规模的代价，不是论文结论的反例：论文在 CIFAR-10 上训练 64000 步，我们只有 768 步；
+# 论文训练 110 层网络时先用 0.01 的学习率“热身”到训练误差低于 80%，再换回 0.1，因为 0.1 一开始太大，难以开始收敛。
+# 我们对所有深度使用同样的设置，没有热身；练习 2 请你验证热身能否让 56 层残差网络也稳定地训练好。
+
+# %%
+# 逐条断言上面的说法（数字都来自结果文件）
+plain = [final[d, False].mean() for d in depths]
+residual = [final[d, True].mean() for d in depths]
+assert plain == sorted(plain) and plain[-1] > 1.0            # 普通网络：越深训练损失越高，56 层几乎没学会
+assert test[56, False].mean() < 40                           # 与逻辑回归相当
+assert max(residual[:3]) < 0.03 and residual[2] < residual[0]  # 残差网络 8–32 层不退化
+assert all(r * 10 < p for r, p in zip(residual[1:], plain[1:]))  # 20 层起，残差网络低一个数量级以上
+assert residual[3] > residual[0] and residual[3] < plain[1]    # 56 层残差网络：不如浅的，但好过 20 层普通网络
+assert final[32, False].std(ddof=1) > 10 * final[32, True].std(ddof=1)
+print("结果分析的每一条说法都与结果文件相符")
+
+# %% [markdown]
+# ## 小结
+#
+# - 退化是优化问题：更深的普通网络训练损失更高（本页 8 → 56 层：0.021 → 1.697），这不能用过拟合解释；
+# - 残差连接 $\mathbf{y} = \mathrm{ReLU}(\mathcal{F}(\mathbf{x}) + \mathbf{x})$ 不增加参数（选项 A），却让 8–32 层的网络
+#   训练得一样好甚至更好；
+# - 缩小规模复现时，要分清哪些结论保留了下来（退化、残差的作用），哪些受限于规模（56 层残差网络在 768 步内不够稳定），
+#   并把后者写明，而不是调参直到“看起来一样”；
+# - 复现用的网络结构、优化器和学习率方案都照抄论文，只缩小数据、通道数和步数，并在页面上说明每一处缩小。
+#
+# ## 练习
+#
+# 1. 把 `Config` 的 `epochs` 改成 48（`milestones` 改成 `(24, 36)`），重跑完整模式。普通网络的退化会消失吗？
+#    56 层残差网络呢？
+# 2. 仿照论文训练 110 层网络的做法，在第 1 轮把学习率设为 0.01、之后恢复 0.1（可以用
+#    `torch.optim.lr_scheduler.LambdaLR`），看 56 层残差网络的 3 个种子是否都能训练好。
+# 3. 去掉所有 `BatchNorm1d`，在 8 层和 20 层上比较普通网络与残差网络。批归一化在退化现象中起什么作用？
+# 4. 把捷径换成论文的选项 B（通道数变化处用 $1 \times 1$ 卷积加批归一化做投影），参数会多多少？结果有变化吗？
+#
+# ## 参考文献
+#
+# - K. He, X. Zhang, S. Ren, J. Sun. Deep residual learning for image recognition. CVPR, 2016.（图 1、图 4、图 6，第 4.2 节）
+# - S. Ioffe, C. Szegedy. Batch normalization: accelerating deep network training by reducing internal covariate
+#   shift. ICML, 2015.
+# - S. Greydanus, D. Kobak. Scaling down deep learning with MNIST-1D. ICML, 2024.（本页的数据）
