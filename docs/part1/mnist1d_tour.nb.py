@@ -13,7 +13,7 @@
 #
 # MNIST-1D（Greydanus & Kobak, ICML 2024）是一个“缩小版”的 MNIST：每个样本不是 28×28 的图像，而是长度为 40 的一维序列，
 # 由 10 个手工设计的一维“数字模板”经过平移、缩放、剪切和加噪得到。它小到能在 CPU 上几秒钟训练完一个模型，
-# 却仍然能区分逻辑回归、MLP、CNN 与 RNN 的能力差异，本书第 12.3 节会复现它的基准表。
+# 却仍然能区分逻辑回归、MLP、CNN 与 RNN 的能力差异，本书 [12.3 复现 MNIST-1D 基准表](../part12/mnist1d_benchmark.nb.py) 复现了它的基准表。
 #
 # 本页从头到尾在浏览器之外也能运行（`python mnist1d_tour.nb.py`），不联网：数据由 `make_dataset(get_dataset_args())`
 # 离线生成。注意不要调用 `get_dataset`，它会先尝试从网上下载 pickle 文件。
@@ -135,7 +135,7 @@ plt.show()
 # - 逻辑回归（logistic regression）：$\hat{y} = \arg\max_k (\mathbf{W}\mathbf{x} + \mathbf{b})_k$，$\mathbf{W} \in \mathbb{R}^{10 \times 40}$。
 #
 # 随机猜测的准确率是 10%。这两种模型对“特征的顺序”一无所知，所以在空间打乱的数据上准确率应当不变；
-# 卷积网络则依赖相邻位置的关系，打乱后会明显变差（第 12.3 节）。
+# 卷积网络则依赖相邻位置的关系，打乱后会明显变差（见 [12.3](../part12/mnist1d_benchmark.nb.py)）。
 
 # %%
 def nearest_centroid_accuracy(x_tr, y_tr, x_te, y_te) -> float:
