@@ -11,21 +11,16 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections import Counter
 from datetime import datetime
 from itertools import product
 
 import pytest
 
 from tests.tooling.book import rel
-from tests.tooling.reproduce import COMMAND, case_studies, name_of
+from tests.tooling.reproduce import COMMAND, case_studies, name_of, results_file
 
 PROVENANCE = {"command", "mode", "config", "seeds", "python", "torch", "numpy", "mnist1d", "device", "cpu",
               "cpu_count", "torch_threads", "platform", "date", "wall_time_s"}
-
-
-def results_file(notebook):
-    return notebook.parent / "results" / f"{name_of(notebook)}.json"
 
 
 def problems_in(data: dict, name: str) -> list[str]:
@@ -54,13 +49,14 @@ def problems_in(data: dict, name: str) -> list[str]:
 
     runs = data.get("runs", [])
     factors = sorted({k for r in runs for k, v in r.items() if k != "seed" and not isinstance(v, (float, dict))})
-    configs = Counter(tuple(r.get(k) for k in factors) for r in runs)
+    seeds_of: dict[tuple, list] = {}  # configuration -> the seeds it ran with
+    for r in runs:
+        seeds_of.setdefault(tuple(r.get(k) for k in factors), []).append(r.get("seed"))
     levels = [sorted({r.get(k) for r in runs}, key=str) for k in factors]
-    if set(configs) != set(product(*levels)):
+    if set(seeds_of) != set(product(*levels)):
         problems.append(f"runs do not cover the full grid of {factors}")
-    for key, count in configs.items():
-        seeds_here = sorted(r["seed"] for r in runs if tuple(r.get(k) for k in factors) == key)
-        if seeds_here != sorted(seeds):
+    for key, seeds_here in seeds_of.items():
+        if sorted(seeds_here) != sorted(seeds):
             problems.append(f"{dict(zip(factors, key))}: seeds {seeds_here}, expected {sorted(seeds)}")
     for r in runs:
         where = {k: r[k] for k in factors + ["seed"] if k in r}

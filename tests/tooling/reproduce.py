@@ -14,13 +14,12 @@ Jupyter would run it. Standard library only.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.tooling.book import notebook_files, rel
+from tests.tooling.book import NOTEBOOK_SUFFIX, device_env, notebook_files, rel
 
 MARKER = "BOOK_REPRO"
 COMMAND = "make reproduce"
@@ -32,7 +31,12 @@ def case_studies() -> list[Path]:
 
 
 def name_of(notebook: Path) -> str:
-    return notebook.name.removesuffix(".nb.py")
+    return notebook.name.removesuffix(NOTEBOOK_SUFFIX)
+
+
+def results_file(notebook: Path) -> Path:
+    """Where a case study writes its results: docs/<part>/results/<name>.json."""
+    return notebook.parent / "results" / f"{name_of(notebook)}.json"
 
 
 def main(names: list[str]) -> int:
@@ -43,8 +47,7 @@ def main(names: list[str]) -> int:
         print(f"unknown case study {', '.join(unknown)}; choose from: {', '.join(known)}", file=sys.stderr)
         return 2
     chosen = [known[n] for n in names] or cases
-    env = dict(os.environ, BOOK_REPRO="full", MPLBACKEND="Agg", PYTHONHASHSEED="0", PYTHONUNBUFFERED="1",
-               CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    env = device_env("cpu") | {"BOOK_REPRO": "full"}  # the book's claims are about a CPU run
     failures = 0
     for nb in chosen:
         env["BOOK_REPRO_COMMAND"] = f"{COMMAND} CASES={name_of(nb)}" if names else COMMAND
