@@ -1,6 +1,7 @@
 # 两条命令：make serve（在 http://127.0.0.1:8000 阅读本书）与 make test（运行全部测试）。
 # 两者都会先把 requirements.txt 里锁定的依赖装进本地的 .venv（只在 requirements.txt 变化后重装）。
 PYTHON ?= python3
+JOBS   ?= auto
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-requirements
@@ -18,8 +19,8 @@ install: $(STAMP)
 serve: $(STAMP)            ## 本地阅读：修改页面或片段后自动重建
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
-test: $(STAMP)             ## 全部测试：片段（CPU，有 GPU 时再跑 CUDA）、页面、输出、站点构建、浏览器
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP)             ## 全部测试：片段（CPU，有 GPU 时再跑 CUDA）、页面、输出、站点构建、浏览器；JOBS=进程数（默认每核一个）
+	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 build: $(STAMP)            ## 严格构建站点到 site/
 	$(BIN)/mkdocs build --strict
@@ -28,7 +29,7 @@ offline: $(STAMP)          ## 离线版：dist/dl-book-offline.zip，解压后�
 	$(BIN)/python -m tests.tooling.offline
 
 outputs: $(STAMP)          ## 重新生成输出（*.out.txt）与图（docs/<部分>/figures/*.svg）；FILES=片段路径 只重跑部分
-	$(BIN)/python -m tests.tooling.book $(FILES)
+	$(BIN)/python -m tests.tooling.outputs $(FILES)
 
 reproduce: $(STAMP)        ## 完整复现第 12 部分的实验（2 核 CPU 上约 25 分钟），重写 docs/<部分>/results/*.json；CASES=名字 只跑部分
 	$(BIN)/python -m tests.tooling.reproduce $(CASES)

@@ -20,14 +20,20 @@
   Markdown cells are rendered by nbconvert, not by pymdownx.arithmatex).
 - Resolves links in notebooks' Markdown cells to other pages ([12.1](reading.md)), as mkdocs does for
   Markdown pages.
-- Runs each notebook in its own folder, as Jupyter does, so that it can read the files beside it
-  (the reproduction case studies of Part 12 read results/*.json).
+- Renders each notebook page with the outputs committed beside it (docs/<part>/<name>.nb.out.json,
+  written by `make outputs` and compared with a real run by the tests): the build runs no code. A
+  notebook whose outputs are missing or were made from other code is reported (which fails the strict
+  build) and names the command that refreshes them. With BOOK_EXECUTE_NOTEBOOKS=true the build executes
+  notebooks instead, as it used to (`make bench` measures that path); each runs in its own folder, as
+  Jupyter does, so that it can read the files beside it.
 - Removes the Mermaid loader that nbconvert writes into every notebook page: it imports Mermaid
   from cdnjs.cloudflare.com. The book's notebooks have no Mermaid cells; diagrams belong in
   Markdown pages, where the theme renders them with the vendored copy.
 """
 import html as htmllib
+import importlib
 import json
+import logging
 import os
 import posixpath
 import re
@@ -37,6 +43,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.utils import get_relative_url
 
 IFRAME_WORKER = "assets/vendor/iframe-worker/index.js"
+log = logging.getLogger("mkdocs.hooks.book")
 
 _NB_MERMAID = re.compile(
     r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?mermaid.*?</script>',
@@ -80,11 +87,11 @@ def on_config(config):
 
     nb_convert.add_anchor_lower_id = add_anchor
     nb_plugin._get_markdown_toc = markdown_toc
-    _run_notebooks_in_their_folder(nb_convert)
+    _patch_notebooks(nb_convert)
     return config
 
 
-def _run_notebooks_in_their_folder(nb_convert):
+def _patch_notebooks(nb_convert):
     """Execute each notebook with its own folder as the working directory, as Jupyter does (mkdocs-jupyter
     leaves the kernel in the directory mkdocs was started from), so that a notebook can read the files
     beside it: the reproduction case studies read their results from results/ next to the page."""
@@ -97,6 +104,11 @@ def _run_notebooks_in_their_folder(nb_convert):
 
     def nb2html(nb_path, *args, **kwargs):
         current["folder"] = os.path.dirname(os.path.abspath(nb_path))
+        current["execute"] = kwargs.get("execute", False)
+        if current["execute"] and os.environ.get("BOOK_HARNESS_LOG"):  # counted by `make bench`
+            with open(os.environ["BOOK_HARNESS_LOG"], "a", encoding="utf-8") as f:
+                f.write(json.dumps({"unit": os.path.relpath(nb_path), "kind": "notebook", "device": "cpu",
+                                    "how": "build"}) + "\n")
         try:
             return real_nb2html(nb_path, *args, **kwargs)
         finally:
@@ -110,6 +122,49 @@ def _run_notebooks_in_their_folder(nb_convert):
 
     nb2html._book_patched = True
     nb_convert.nb2html, ExecutePreprocessor.preprocess = nb2html, preprocess
+    nbconvert2 = importlib.import_module("mkdocs_jupyter.nbconvert2")
+    nbconvert2.jupytext = _JupytextWithOutputs(nbconvert2.jupytext, current)
+
+
+class _JupytextWithOutputs:
+    """Stands in for the jupytext module inside mkdocs-jupyter: a notebook that is not being executed is
+    read with its committed outputs."""
+
+    def __init__(self, jupytext, current):
+        self._jupytext, self._current = jupytext, current
+
+    def __getattr__(self, name):
+        return getattr(self._jupytext, name)
+
+    def read(self, nb_path, *args, **kwargs):
+        nb = self._jupytext.read(nb_path, *args, **kwargs)
+        if not self._current.get("execute"):
+            attach_outputs(nb, nb_path)
+        return nb
+
+
+def attach_outputs(nb, nb_path):
+    """Put the committed outputs (<name>.nb.out.json) into the code cells they were made from."""
+    import nbformat
+
+    path = str(nb_path)[: -len(".py")] + ".out.json"
+    name = os.path.relpath(nb_path)
+    if not os.path.isfile(path):
+        log.warning(f"{name}: no outputs ({os.path.relpath(path)} is missing); run `make outputs FILES={name}`")
+        return nb
+    with open(path, encoding="utf-8") as f:
+        stored = json.load(f)["cells"]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    stale = len(code) != len(stored)
+    for i, (cell, kept) in enumerate(zip(code, stored)):
+        if cell.source.rstrip("\n") != kept["source"].rstrip("\n"):
+            stale = True
+            continue
+        cell.outputs = [nbformat.from_dict(o) for o in kept["outputs"]]
+        cell.execution_count = i + 1
+    if stale:
+        log.warning(f"{name}: its committed outputs were made from other code; run `make outputs FILES={name}`")
+    return nb
 
 
 def on_files(files, config):

@@ -1,6 +1,8 @@
-"""Shared fixtures. The conventions the tests enforce are described in README.md (贡献指南)."""
+"""Shared fixtures, the grouping of tests that share a run, and the summary of how pages were proven.
+The conventions the tests enforce are described in README.md (贡献指南)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tooling.book import ROOT
+from tests.tooling.sources import ROOT
 
 
 def cuda_available() -> bool:
@@ -21,15 +23,69 @@ def cuda_available() -> bool:
 
 
 @pytest.fixture(scope="session")
-def built_site(tmp_path_factory) -> dict:
-    """`mkdocs build --strict` once per session; tests of the built site share it."""
-    pytest.importorskip("mkdocs", reason="the site's packages are not installed (run `make test`)")
-    if os.environ.get("BOOK_BUILT_SITE"):  # for iterating on the browser tests: reuse a site built by hand
-        return {"dir": Path(os.environ["BOOK_BUILT_SITE"]), "log": "", "returncode": 0, "seconds": 0.0}
-    site = tmp_path_factory.mktemp("site")
+def runs(tmp_path_factory):
+    """The runs of the book's code in this test run (see tooling/runs.py); under pytest-xdist the workers
+    share them through this run's temporary folder."""
+    from tests.tooling.runs import RunStore
+    shared = tmp_path_factory.getbasetemp().parent / "runs" if os.environ.get("PYTEST_XDIST_WORKER") else None
+    return RunStore(shared)
+
+
+def pytest_terminal_summary(terminalreporter):
+    proofs, runs, moved = {}, {}, []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call" or not getattr(report, "passed", False):
+                continue
+            props = dict(getattr(report, "user_properties", []))
+            if "proof" in props:
+                proofs[props["proof"]] = proofs.get(props["proof"], 0) + 1
+            if "run" in props:
+                runs[props["run"]] = runs.get(props["run"], 0) + 1
+            moved += props.get("moved", [])
+    if proofs:
+        terminalreporter.write_line(
+            f"pages proven: {proofs.get('shared', 0)} by a run shared with their snippet, "
+            f"{proofs.get('own', 0)} by their own run")
+    from tests.tooling.execution import numeric_env, reference_platform
+    if not reference_platform():
+        terminalreporter.write_line(
+            f"not the reference platform ({' '.join(f'{k}={v}' for k, v in sorted(numeric_env().items()))}): "
+            f"{len(moved)} shown outputs moved (passing ones within the tolerance their code declares): "
+            + (", ".join(sorted(moved)) or "none"))
+    if runs:
+        terminalreporter.write_line(
+            "code of passing tests: " + ", ".join(f"{n} {what}" for what, n in sorted(runs.items()))
+            + "  (ran: executed now; memo: another test's run in this session; cache: an earlier session's "
+              "run with the same inputs)")
+
+
+def _build(site: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"} | {"CUDA_VISIBLE_DEVICES": "", "NO_MKDOCS_2_WARNING": "1"}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
                           cwd=ROOT, env=env, capture_output=True, text=True, encoding="utf-8")
-    return {"dir": site, "log": proc.stdout + proc.stderr, "returncode": proc.returncode,
+    return {"dir": str(site), "log": proc.stdout + proc.stderr, "returncode": proc.returncode,
             "seconds": time.perf_counter() - start}
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory) -> dict:
+    """`mkdocs build --strict` once per test run; tests of the built site share it. Under pytest-xdist the
+    first worker that needs it builds it and the others wait for it."""
+    pytest.importorskip("mkdocs", reason="the site's packages are not installed (run `make test`)")
+    if os.environ.get("BOOK_BUILT_SITE"):  # for iterating on the browser tests: reuse a site built by hand
+        return {"dir": Path(os.environ["BOOK_BUILT_SITE"]), "log": "", "returncode": 0, "seconds": 0.0}
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        info = _build(tmp_path_factory.mktemp("site"))
+    else:
+        from filelock import FileLock
+        shared = tmp_path_factory.getbasetemp().parent  # this run's folder, common to all workers
+        record = shared / "site.json"
+        with FileLock(str(shared / "site.lock")):
+            if record.is_file():
+                info = json.loads(record.read_text(encoding="utf-8"))
+            else:
+                info = _build(shared / "site")
+                record.write_text(json.dumps(info), encoding="utf-8")
+    return info | {"dir": Path(info["dir"])}

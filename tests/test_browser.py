@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.tooling.book import DOCS, NOTEBOOK_SUFFIX, notebook_files, page_files, rel
+from tests.tooling.sources import DOCS, NOTEBOOK_SUFFIX, notebook_files, page_files, rel
 from tests.tooling.browser import CHROMIUM_ARGS, OPEN_SHADOW_ROOTS, RENDERED, chromium_executable, page_url
 from tests.tooling.siteserver import serve
 
@@ -236,7 +236,7 @@ def _formula_heaviest():
 def test_screenshots(browser, server):
     """Screenshots of the home page and the most formula-heavy page, light and dark (for people to look at;
     `make bench` lists them). Written to .bench/screenshots/, which git ignores."""
-    from tests.tooling.book import ROOT
+    from tests.tooling.sources import ROOT
     out = ROOT / ".bench" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     targets = {"home": DOCS / "index.md", "formulas": _formula_heaviest()}

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.tooling import vendor
-from tests.tooling.book import (DOCS, INCLUDE_RE, NOTEBOOK_SUFFIX, OUTPUT_SUFFIX, ROOT, SAVEFIG_RE, SNIPPETS,
-                                BookError, included_targets, notebook_files, page_files,
-                                read_outputs, rel, snippet_files, split_sections)
+from tests.tooling.outputs import read_notebook_outputs, read_outputs, stale_cells
+from tests.tooling.sources import (DOCS, INCLUDE_RE, NOTEBOOK_OUTPUT_SUFFIX, NOTEBOOK_SUFFIX, OUTPUT_SUFFIX, ROOT,
+                                   SAVEFIG_RE, SNIPPETS, BookError, included_targets, notebook_cells, notebook_files,
+                                   output_file, page_files, rel, snippet_files, split_sections)
 
 
 def test_every_snippet_is_shown_on_a_page():
@@ -63,6 +64,50 @@ def test_outputs_are_generated_files():
                 if not (m and OUTPUT_SUFFIX in m.group("target")):
                     problems.append(f"{rel(page)}:{number}: an output block must include a generated "
                                     f"{OUTPUT_SUFFIX} section, not typed text")
+    assert not problems, "\n".join(problems)
+
+
+def test_notebook_outputs_are_committed_and_current():
+    """Every notebook page has the outputs the build renders (<name>.nb.out.json, from `make outputs`), made
+    from its current code; every such file belongs to a notebook."""
+    problems = [f"{rel(nb)}: {p}" for nb in notebook_files()
+                for p in (stale_cells(nb, read_notebook_outputs(output_file(nb))) if output_file(nb).is_file()
+                          else [f"{rel(output_file(nb))} is missing"])]
+    problems += [f"{rel(out)}: no notebook {rel(out.with_name(out.name.replace(NOTEBOOK_OUTPUT_SUFFIX, '.py')))}"
+                 for out in DOCS.rglob("*" + NOTEBOOK_OUTPUT_SUFFIX)
+                 if not out.with_name(out.name.replace(NOTEBOOK_OUTPUT_SUFFIX, ".py")).is_file()]
+    assert not problems, "\n".join(problems) + "\n\nRun `make outputs FILES=<notebook>`."
+
+
+def test_notebook_cells_are_read_as_jupytext_reads_them():
+    """The harness splits notebooks into code cells without jupytext (so that the snippet tests need no
+    Jupyter); the split must be jupytext's, which the build and readers' Jupyter use."""
+    jupytext = pytest.importorskip("jupytext", reason="jupytext is not installed (run `make test`)")
+    for nb in notebook_files():
+        ours = [c.code.rstrip("\n") for c in notebook_cells(nb)]
+        theirs = [c.source for c in jupytext.read(nb).cells if c.cell_type == "code"]
+        assert ours == theirs, f"{rel(nb)}: the harness reads other code cells than jupytext"
+
+
+def test_declared_tolerances_are_listed_for_readers():
+    """The environment page says, once, where a reader's numbers may differ and by how much: every page whose
+    code declares a tolerance (`# 容差 ±X`) is linked there with each of its values."""
+    from tests.tooling.outputs import declared_tolerances
+    listing = (DOCS / "appendix" / "environment.md").read_text(encoding="utf-8")
+    problems = []
+    for source in snippet_files() + notebook_files():
+        values = declared_tolerances(source)
+        if not values:
+            continue
+        if source.is_relative_to(SNIPPETS):
+            part = source.parent.relative_to(SNIPPETS).as_posix()
+            page = next(p.name for p in (DOCS / part).glob("*.md") if source.stem.startswith(p.stem))
+        else:
+            part, page = source.parent.relative_to(DOCS).as_posix(), source.name
+        if f"../{part}/{page})" not in listing:
+            problems.append(f"{rel(source)} declares tolerances but docs/appendix/environment.md does not link {page}")
+        problems += [f"{rel(source)}: ±{v:g} is not stated in docs/appendix/environment.md"
+                     for v in values.values() if f"±{v:g}" not in listing]
     assert not problems, "\n".join(problems)
 
 
@@ -190,6 +235,32 @@ def test_workflows_match_the_github_schema():
     proc = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
                            *files], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_only_a_tested_commit_is_published():
+    """A job that deploys the site needs (directly or through other jobs) the job that runs `make test`, in
+    the same workflow; the scheduled full run sets BOOK_FRESH=1 and BOOK_NO_CACHE=1."""
+    import yaml
+    workflows = {p.name: yaml.safe_load(p.read_text(encoding="utf-8")) for p in (ROOT / ".github" / "workflows").glob("*.yml")}
+    deploying = 0
+    for name, wf in workflows.items():
+        jobs = wf["jobs"]
+        tests = {j for j, job in jobs.items() if any("make test" in str(step.get("run", "")) for step in job.get("steps", []))}
+        for j, job in jobs.items():
+            if any("deploy-pages" in str(step.get("uses", "")) for step in job.get("steps", [])):
+                deploying += 1
+                seen, todo = set(), [j]
+                while todo:
+                    needs = jobs[todo.pop()].get("needs", [])
+                    for n in [needs] if isinstance(needs, str) else needs:
+                        if n not in seen:
+                            seen.add(n)
+                            todo.append(n)
+                assert seen & tests, f"{name}: job {j!r} deploys without needing the test job"
+    assert deploying, "no workflow deploys the site"
+    scheduled = [wf for wf in workflows.values() if "schedule" in (wf.get(True) or wf.get("on") or {})]
+    assert any(all(job.get("env", {}).get(k) == "1" for k in ("BOOK_FRESH", "BOOK_NO_CACHE"))
+               for wf in scheduled for job in wf["jobs"].values()), "no scheduled run with BOOK_FRESH=1 and no cache"
 
 
 def test_ci_runs_the_readme_test_command():

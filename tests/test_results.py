@@ -16,7 +16,7 @@ from itertools import product
 
 import pytest
 
-from tests.tooling.book import rel
+from tests.tooling.sources import rel
 from tests.tooling.reproduce import COMMAND, case_studies, name_of, results_file
 
 PROVENANCE = {"command", "mode", "config", "seeds", "python", "torch", "numpy", "mnist1d", "device", "cpu",

@@ -1,5 +1,7 @@
 """The suite's own machinery must catch what it promises to catch: a failing snippet, an edited output,
-a broken include, a network access. Each test breaks a temporary copy and checks the message names the place."""
+a broken include, a network access (each with the result cache on and off); the fork server must behave
+like a fresh interpreter where it matters; the cache must be invalidated by every input; a page shares its
+snippet's run only when its code is exactly the snippet's. Each test works on temporary copies."""
 from __future__ import annotations
 
 import re
@@ -9,11 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.tooling.book import (SNIPPETS, BookError, compare_outputs, expand_page, failure_message, output_file,
-                                read_outputs, run_plan, snippet_files, snippet_plan)
+from tests.tooling import cache, execution
+from tests.tooling.execution import failure_message, run_plan, snippet_plan
+from tests.tooling.outputs import compare_outputs, outputs_match, read_outputs
+from tests.tooling.runs import RunStore, Unit, shares_run
+from tests.tooling.sources import ROOT, SNIPPETS, BookError, expand_page, output_file, snippet_files
 
 EXAMPLE = next((s for s in snippet_files() if read_outputs(output_file(s))), None)
 needs_example = pytest.mark.skipif(EXAMPLE is None, reason="no snippet with shown output yet")
+needs_markdown = pytest.mark.skipif(
+    not all(__import__("importlib").util.find_spec(m) for m in ("pymdownx", "pytest_codeblocks")),
+    reason="pymdown-extensions / pytest-codeblocks are not installed (run `make test`)")
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -25,44 +33,53 @@ def _copy(tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.fixture(params=["cache off", "cache on"])
+def store(request, tmp_path, monkeypatch):
+    """A RunStore as the tests use it; with the cache on, its entries live in a temporary folder."""
+    monkeypatch.setattr(cache, "CACHE_DIR", tmp_path / "cache")
+    runs = RunStore()
+    runs.use_cache = request.param == "cache on"
+    return runs
+
+
+def _run_twice(store: RunStore, source: Path, mutate) -> tuple:
+    """Run the pristine copy (filling the cache when it is on), mutate it, and run it again as the next
+    session would (a new memo, the same cache)."""
+    first, _ = store.get(Unit(source), "cpu")
+    assert first.error is None, first.error
+    mutate()
+    again = RunStore()
+    again.use_cache = store.use_cache
+    return again.get(Unit(source), "cpu")
+
+
 @needs_example
-def test_a_failing_snippet_is_reported_with_its_line(tmp_path):
+def test_a_failing_snippet_is_reported_with_its_line(tmp_path, store):
     copy = _copy(tmp_path)
     text = copy.read_text(encoding="utf-8").rstrip("\n") + "\nraise SystemExit(1)\n"
-    copy.write_text(text, encoding="utf-8")
-    line = len(text.splitlines())
-    work = tmp_path / "work"
-    work.mkdir()
-    result = run_plan(snippet_plan(copy), work)
-    assert result.error is not None, "appending raise SystemExit(1) did not fail the run"
+    result, how = _run_twice(store, copy, lambda: copy.write_text(text, encoding="utf-8"))
+    assert how == "ran" and result.error is not None, "appending raise SystemExit(1) did not fail the run"
     message = failure_message(result, str(copy))
-    assert f"{copy}:{line}" in message and "SystemExit: 1" in message, message
+    assert f"{copy}:{len(text.splitlines())}" in message and "SystemExit: 1" in message, message
 
 
 @needs_example
-def test_an_edited_output_is_reported_with_its_section(tmp_path):
+def test_an_edited_output_is_reported_with_its_section(tmp_path, store):
     copy = _copy(tmp_path)
     out = output_file(copy)
     text = out.read_text(encoding="utf-8")
     # change the first number (or, failing that, the first letter) of the first shown output
     edited, n = re.subn(r"(?<![\w.\[:])(\d)", lambda m: str((int(m.group(1)) + 3) % 10), text.split("\n", 1)[1], count=1)
-    out.write_text(text.split("\n", 1)[0] + "\n" + edited, encoding="utf-8")
-    work = tmp_path / "work"
-    work.mkdir()
-    result = run_plan(snippet_plan(copy), work)
+    result, how = _run_twice(store, copy, lambda: out.write_text(text.split("\n", 1)[0] + "\n" + edited, encoding="utf-8"))
     assert result.error is None
+    assert how == "ran" or store.use_cache, how
     problems = compare_outputs(copy, result.outputs, out)
     section = re.search(r"\[start:([^\]]+)\]", text).group(1)
     assert problems and any(f"section '{section}'" in p and "differs" in p for p in problems), problems
 
 
-needs_markdown = pytest.mark.skipif(
-    not all(__import__("importlib").util.find_spec(m) for m in ("pymdownx", "pytest_codeblocks")),
-    reason="pymdown-extensions / pytest-codeblocks are not installed (run `make test`)")
-
-
 @needs_markdown
-def test_a_missing_section_is_reported_with_the_page_line(tmp_path):
+def test_a_missing_section_is_reported_with_the_page_line(tmp_path, store):
     snippet = tmp_path / "snippets" / "demo.py"
     snippet.parent.mkdir()
     snippet.write_text("# --8<-- [start:a]\nprint(1)\n# --8<-- [end:a]\n", encoding="utf-8")
@@ -83,12 +100,13 @@ def test_a_marker_without_reason_is_rejected(tmp_path):
         expand_page(page, base_paths=(SNIPPETS,))
 
 
-def test_snippets_cannot_reach_the_network(tmp_path):
+def test_snippets_cannot_reach_the_network(tmp_path, store):
+    net = tmp_path / "net.py"
+    net.write_text("print('ok')\n", encoding="utf-8")
     code = "import socket\nsocket.create_connection(('203.0.113.1', 80), timeout=2)\n"
-    plan = {"file": str(tmp_path / "net.py"),
-            "blocks": [{"code": code, "filename": str(tmp_path / "net.py"), "firstline": 1, "label": "net.py:1"}]}
-    result = run_plan(plan, tmp_path)
+    result, _ = _run_twice(store, net, lambda: net.write_text(code, encoding="utf-8"))
     assert result.error and "is blocked" in result.error["traceback"], result
+    assert f"{net}:2" in failure_message(result, str(net))
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -98,6 +116,159 @@ def test_tests_cannot_reach_the_network():
         socket.create_connection(("203.0.113.1", 80), timeout=2)
 
 
+# ---------------------------------------------------------------- the fork server
+
+def _plan(tmp_path: Path, code: str, name: str = "demo.py") -> dict:
+    path = tmp_path / name
+    return {"file": str(path), "blocks": [{"code": code, "filename": str(path), "firstline": 1, "label": f"{name}:1"}]}
+
+
+def _run(tmp_path: Path, code: str, fresh: bool = False, timeout: float = 60, name: str = "demo") -> execution.RunResult:
+    cwd = tmp_path / name
+    cwd.mkdir()
+    extra = {"BOOK_TEST_FRESH": "1"} if fresh else None  # a run with an environment of its own is fresh
+    return run_plan(_plan(tmp_path, code), cwd, "cpu", extra, timeout=timeout)
+
+
+def test_the_fork_server_is_used_for_cpu_runs(tmp_path):
+    result = _run(tmp_path, "print('hello')\n")
+    assert result.error is None and result.outputs == ["hello\n"]
+    assert result.how == ("fresh" if execution.fresh_only() else "fork")
+
+
+def test_a_forgotten_import_still_fails(tmp_path):
+    """The server has imported numpy and torch, but a run's __main__ is fresh: the names are not there."""
+    for name, code in {"np": "x = np.zeros(3)\n", "torch": "t = torch.ones(2)\n"}.items():
+        result = _run(tmp_path, code, name=name)
+        assert result.error and f"NameError: name '{name}' is not defined" in result.error["traceback"], result
+
+
+STATE = """import os, sys, random
+import numpy as np
+import torch
+import matplotlib
+print("dtype", torch.get_default_dtype())
+print("threads", torch.get_num_threads())
+print("linewidth", matplotlib.rcParams["lines.linewidth"])
+print("env", os.environ.get("BOOK_LEAK"))
+print("path", "/leak" in sys.path, sys.path[0] == os.getcwd())
+print("files", sorted(os.listdir(".")))
+print("main", sorted(k for k in globals() if not k.startswith("__")))
+"""
+CHANGE = """
+torch.set_default_dtype(torch.float64)
+torch.set_num_threads(3)
+torch.manual_seed(123)
+np.random.seed(123)
+random.seed(123)
+matplotlib.rcParams["lines.linewidth"] = 7
+os.environ["BOOK_LEAK"] = "1"
+sys.path.append("/leak")
+open("leak.txt", "w").write("x")
+leaked = 1
+"""
+DRAW = "print('draw', torch.rand(1).item(), float(np.random.rand()), random.random())\n"
+
+
+def test_what_a_run_changes_is_never_seen_by_the_next(tmp_path):
+    changed = _run(tmp_path, STATE + CHANGE, name="a")
+    assert changed.error is None, changed.error
+    after = _run(tmp_path, STATE + DRAW, name="b")
+    again = _run(tmp_path, STATE + DRAW, name="c")
+    fresh = _run(tmp_path, STATE + DRAW, fresh=True, name="d")
+    assert after.error is None and fresh.error is None, (after.error, fresh.error)
+    state = lambda r: r.outputs[0].rsplit("draw", 1)[0]
+    # the same state as a fresh interpreter: default dtype, pinned threads, default rcParams, no leaked
+    # variable, path entry, file or global
+    assert state(after) == state(fresh) == state(again), (state(after), state(fresh))
+    assert "dtype torch.float32" in state(after) and "env None" in state(after) and "files []" in state(after)
+    assert f"threads {execution.numeric_env()['OMP_NUM_THREADS']}" in state(after)
+    # random states are fresh and unpredictable, as in a new interpreter (never the seed a run set, never shared)
+    draws = [r.outputs[0].rsplit("draw", 1)[1] for r in (after, again, fresh)]
+    assert len(set(draws)) == 3, draws
+
+
+def test_a_crash_fails_that_run_only(tmp_path):
+    crashed = _run(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", name="crash")
+    assert crashed.error and "killed by signal 9" in crashed.error["traceback"], crashed
+    assert _run(tmp_path, "print(2)\n", name="next").outputs == ["2\n"]
+
+
+def test_a_hang_fails_that_run_only(tmp_path):
+    hung = _run(tmp_path, "import time\ntime.sleep(600)\n", timeout=3, name="hang")
+    assert hung.error and "timed out after 3 s" in hung.error["traceback"], hung
+    assert _run(tmp_path, "print(3)\n", name="next").outputs == ["3\n"]
+
+
+# ---------------------------------------------------------------- the result cache
+
+def test_every_input_invalidates_the_cache_entry(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "CACHE_DIR", tmp_path / "cache")
+    snippet = tmp_path / "snippets" / "part9" / "demo.py"
+    snippet.parent.mkdir(parents=True)
+    snippet.write_text("# --8<-- [start:a]\nprint(1)\n# --8<-- [end:a]\n", encoding="utf-8")
+    out = output_file(snippet)
+    out.write_text("# --8<-- [start:a]\n1\n# --8<-- [end:a]\n", encoding="utf-8")
+    page = tmp_path / "docs" / "part9" / "demo.md"
+    page.parent.mkdir(parents=True)
+    page.write_text("# 示例\n\n```python\nprint(1)\n```\n", encoding="utf-8")
+    runner, lock = tmp_path / "runner.py", tmp_path / "requirements.txt"
+    runner.write_text("# runner\n", encoding="utf-8")
+    lock.write_text("torch==2.13.0\n", encoding="utf-8")
+    key = lambda: cache.key(snippet, (page,), "cpu", harness=[runner, lock])
+    seen = {key()}
+    for path, edit in [(snippet, "print(2)"), (out, "2"), (page, "print(2)"), (runner, "# runner 2"),
+                       (lock, "torch==2.14.0")]:
+        path.write_text(path.read_text(encoding="utf-8").replace("print(1)", edit).replace("\n1\n", f"\n{edit}\n")
+                        .replace("# runner", edit).replace("torch==2.13.0", edit), encoding="utf-8")
+        new = key()
+        assert new not in seen, f"editing {path.name} did not change the cache key"
+        seen.add(new)
+    assert key() != cache.key(snippet, (page,), "cuda", harness=[runner, lock])
+
+    # a file the code read: recorded with the entry, checked when the entry is read back
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("一", encoding="utf-8")
+    result = execution.RunResult(["1\n"], None, "", 0, reads=[str(corpus)])
+    cache.store(key(), result)
+    assert cache.load(key()).outputs == ["1\n"]
+    corpus.write_text("二", encoding="utf-8")
+    assert cache.load(key()) is None, "editing a file the run read did not invalidate the entry"
+
+
+def test_the_runner_records_the_repository_files_a_run_reads(tmp_path):
+    target = ROOT / "requirements.txt"
+    result = _run(tmp_path, f"open({str(target)!r}).read()\nimport torch\n")
+    assert result.error is None and result.reads == [str(target)], result.reads
+
+
+# ---------------------------------------------------------------- sharing a run
+
+def test_a_page_shares_a_run_only_when_its_code_is_the_snippets(tmp_path):
+    snippet = tmp_path / "s.py"
+    snippet.write_text("# --8<-- [start:a]\nx = 1\n# --8<-- [end:a]\n# --8<-- [start:b]\nprint(x)\n# --8<-- [end:b]\n",
+                       encoding="utf-8")
+    plan = snippet_plan(snippet)
+    same = {"file": "page.md", "blocks": [dict(b, label="page") for b in plan["blocks"]]}
+    assert shares_run(same, plan)
+    assert not shares_run({"file": "page.md", "blocks": same["blocks"][::-1]}, plan), "reordered"
+    assert not shares_run({"file": "page.md", "blocks": same["blocks"][:1]}, plan), "partial"
+    extra = dict(same["blocks"][0], code="y = 2\n", filename="page.md", firstline=9)
+    assert not shares_run({"file": "page.md", "blocks": same["blocks"] + [extra]}, plan), "an extra block"
+    uses_file = {"file": "page.md", "blocks": [dict(b, code=b["code"] + "print(__file__)\n") for b in plan["blocks"]]}
+    assert not shares_run(uses_file, {"file": "s.py", "blocks": uses_file["blocks"]}), "__file__ differs"
+
+
+def test_declared_tolerances_apply_to_decimals_only():
+    assert not outputs_match("acc 57.7", "acc 57.3")
+    assert outputs_match("acc 57.7", "acc 57.3", declared=1.0)
+    assert not outputs_match("acc 57.7", "acc 59.3", declared=1.0)
+    assert not outputs_match("params 15210", "params 15211", declared=1.0), "integers stay exact"
+    assert not outputs_match("偏低 57.7", "一致 57.7", declared=1.0), "text stays exact"
+
+
+# ---------------------------------------------------------------- the build
+
 def test_a_broken_formula_fails_the_build_naming_the_page():
     pytest.importorskip("quickjs", reason="quickjs is not installed (run `make test`)")
     pytest.importorskip("mkdocs", reason="mkdocs is not installed (run `make test`)")
@@ -106,7 +277,7 @@ def test_a_broken_formula_fails_the_build_naming_the_page():
 
     from mkdocs.exceptions import PluginError
 
-    from tests.tooling.book import DOCS, ROOT
+    from tests.tooling.sources import DOCS
     spec = importlib.util.spec_from_file_location("book_hooks", ROOT / "overrides" / "hooks.py")
     hooks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hooks)
@@ -115,3 +286,30 @@ def test_a_broken_formula_fails_the_build_naming_the_page():
     assert 'class="katex"' in good and "\\(" not in good
     with pytest.raises(PluginError, match=r"part9/demo\.md: KaTeX cannot typeset '\\\\frac\{1\}\{'"):
         hooks.render_math('<div class="arithmatex">\\[\\frac{1}{\\]</div>', page, str(DOCS))
+
+
+def test_the_build_renders_committed_notebook_outputs_and_reports_stale_ones(tmp_path, caplog):
+    """The build runs no code: a notebook page gets the outputs committed beside it, cell by cell; outputs
+    made from other code are not shown and are reported (which fails the strict build)."""
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (run `make test`)")
+    jupytext = pytest.importorskip("jupytext", reason="jupytext is not installed (run `make test`)")
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location("book_hooks", ROOT / "overrides" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    nb_path = tmp_path / "demo.nb.py"
+    nb_path.write_text("# %% [markdown]\n# # 示例\n\n# %%\nprint(1)\n\n# %%\nprint(2)\n", encoding="utf-8")
+    out = tmp_path / "demo.nb.out.json"
+    stream = lambda text: {"output_type": "stream", "name": "stdout", "text": text}
+    out.write_text(json.dumps({"cells": [{"line": 5, "source": "print(1)", "outputs": [stream("1\n")]},
+                                         {"line": 8, "source": "print(2)", "outputs": [stream("2\n")]}]}),
+                   encoding="utf-8")
+    nb = hooks.attach_outputs(jupytext.read(nb_path), str(nb_path))
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.outputs[0]["text"] for c in code] == ["1\n", "2\n"] and [c.execution_count for c in code] == [1, 2]
+    assert not caplog.records
+    nb_path.write_text(nb_path.read_text(encoding="utf-8").replace("print(2)", "print(3)"), encoding="utf-8")
+    nb = hooks.attach_outputs(jupytext.read(nb_path), str(nb_path))
+    assert [c.outputs for c in nb.cells if c.cell_type == "code"][1] == []
+    assert any("make outputs FILES=" in r.getMessage() and "other code" in r.getMessage() for r in caplog.records)

@@ -6,7 +6,7 @@ import difflib
 
 import pytest
 
-from tests.tooling.book import ROOT, notebook_files, page_files, rel
+from tests.tooling.sources import ROOT, notebook_files, page_files, rel
 
 ac = pytest.importorskip("autocorrect_py", reason="autocorrect-py is not installed (run `make test`)")
 ac.load_config((ROOT / ".autocorrectrc").read_text(encoding="utf-8"))

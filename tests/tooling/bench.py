@@ -1,4 +1,5 @@
-"""Benchmark tables (`make bench`): test-suite wall time, the 10 slowest snippets, `mkdocs build` time,
+"""Benchmark tables (`make bench`): the test harness before and after its fast paths (harnessbench.py),
+the 10 slowest snippets, `mkdocs build` time,
 built site size and the heaviest page; then, for every page in Chromium on 127.0.0.1, the bytes
 transferred (gzip, as GitHub Pages serves them) and the milliseconds until formulas and diagrams are
 rendered (median of 5 cold loads), against the targets. Speed and size targets live here, never in
@@ -18,20 +19,11 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.tooling.book import ROOT, notebook_files, page_files, rel
+from tests.tooling.sources import ROOT, notebook_files, page_files, rel
 
 TARGET_BYTES = 600_000   # a text-and-formula page, everything it transfers
 TARGET_MS = 500          # until every formula and diagram is rendered
 SCREENSHOTS = ROOT / ".bench" / "screenshots"
-
-
-def run_tests(junit: Path) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", f"--junitxml={junit}"], cwd=ROOT,
-                          capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    summary = next((line for line in reversed(proc.stdout.splitlines()) if re.search(r"\d+ (passed|failed)", line)), "?")
-    return seconds, summary.strip("= ")
 
 
 def slowest_snippets(junit: Path, n: int = 10) -> list[tuple[str, float]]:
@@ -120,12 +112,12 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[tuple[str, str]] = []
     speed: list[tuple[str, ...]] = []
+    harness: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         if not args.skip_tests:
-            junit = tmp_path / "junit.xml"
-            seconds, summary = run_tests(junit)
-            rows.append(("test suite wall time", f"{seconds:.1f} s ({summary})"))
+            from tests.tooling.harnessbench import harness_table
+            harness, junit = harness_table(tmp_path)
             for name, secs in slowest_snippets(junit):
                 rows.append((f"snippet {name}", f"{secs:.2f} s"))
         site = tmp_path / "site"
@@ -140,6 +132,10 @@ def main() -> None:
     shots = sorted(SCREENSHOTS.glob("*.png")) if SCREENSHOTS.is_dir() else []
     rows.append(("screenshots (written by the browser tests)",
                  f"{SCREENSHOTS.relative_to(ROOT)}/: " + (", ".join(p.name for p in shots) or "none yet")))
+    if harness:
+        print("Test harness: before = fresh interpreter per run, no sharing, no cache, one process, builds "
+              "executing notebooks; after = the fast paths (see tests/tooling/harnessbench.py)\n")
+        print(markdown_table(("measure", "before", "after", "target"), harness) + "\n")
     print(table(rows))
     if speed:
         print(f"\nPages in Chromium, served with gzip on 127.0.0.1; medians of 5 cold loads. Targets for a "

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tests.tooling.book import DOCS, NOTEBOOK_SUFFIX
+from tests.tooling.sources import DOCS, NOTEBOOK_SUFFIX
 
 # Without the background-networking flags Chromium tries to reach Google's services at start-up.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",

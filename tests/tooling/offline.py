@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.tooling.book import ROOT
+from tests.tooling.sources import ROOT
 
 DEFAULT_ZIP = ROOT / "dist" / "dl-book-offline.zip"
 

@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.tooling.book import NOTEBOOK_SUFFIX, device_env, notebook_files, rel
+from tests.tooling.execution import device_env
+from tests.tooling.sources import NOTEBOOK_SUFFIX, notebook_files, rel
 
 MARKER = "BOOK_REPRO"
 COMMAND = "make reproduce"

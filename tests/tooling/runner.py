@@ -2,20 +2,25 @@
 
     python tests/tooling/runner.py PLAN.json RESULT.json
 
-PLAN.json is {"file": path shown as __file__, "blocks": [{"code", "filename", "firstline", "label"}, ...]}.
-RESULT.json gets {"outputs": [stdout of each block], "error": null or {"block", "label", "traceback"}}.
+PLAN.json is {"file": path shown as __file__, "blocks": [{"code", "filename", "firstline", "label"}, ...],
+"watch": optional folder whose files the run reads are reported, "ignore": folders under it not to report}.
+RESULT.json gets {"outputs": [stdout of each block], "error": null or {"block", "label", "traceback"},
+"seconds": time spent in the code itself, "reads": [files under "watch" that the code opened]}.
 
 This is how the test suite runs a snippet (its sections are the blocks) and a page (its Python code
-blocks, in page order). It runs in a fresh interpreter started by the tests, imports nothing from this
-repository, and refuses network connections to anything but this machine, so that no snippet can
-download data. Standard library only.
+blocks, in page order). It runs in a fresh interpreter started by the tests, or in a child forked from
+the harness's fork server (forkserver.py), which calls execute() the same way. It imports nothing from
+this repository, puts the working directory (not this folder) first on sys.path, and refuses network
+connections to anything but this machine, so that no snippet can download data. Standard library only.
 """
 from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import sys
+import time
 import traceback
 import types
 
@@ -89,8 +94,37 @@ class _Tee(io.TextIOBase):
         return text
 
 
+def _record_reads(watch: str, ignore: list[str]) -> set[str]:
+    """Files under `watch` that the code opens (an audit hook sees every open() of Python code)."""
+    reads: set[str] = set()
+    root = os.path.realpath(watch) + os.sep
+    skip = tuple(os.path.realpath(p) + os.sep for p in ignore)
+
+    def hook(event, args):
+        if event == "open" and args and isinstance(args[0], (str, bytes)):
+            path = os.fsdecode(args[0])
+            path = os.path.normpath(path if os.path.isabs(path) else os.path.join(os.getcwd(), path))
+            if path.startswith(root) and not path.startswith(skip):
+                reads.add(path)
+
+    sys.addaudithook(hook)
+    return reads
+
+
+def _where(exc: BaseException, plan: dict) -> str | None:
+    """file:line of the innermost frame of the failure that lies in the code being run (not in a library)."""
+    files = {b["filename"] for b in plan["blocks"]}
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename in files:
+            found = f"{frame.filename}:{frame.lineno}"
+    return found
+
+
 def run(plan: dict) -> dict:
     _guard_network()
+    sys.path[0] = os.getcwd()  # as for a script run from its folder: never this harness's folder
+    reads = _record_reads(plan["watch"], plan.get("ignore", [])) if plan.get("watch") else set()
     main = types.ModuleType("__main__")
     main.__file__ = plan["file"]
     main.__builtins__ = __builtins__
@@ -100,6 +134,7 @@ def run(plan: dict) -> dict:
     sys.stdout = tee
     outputs: list[str] = []
     error = None
+    start = time.perf_counter()
     for index, block in enumerate(plan["blocks"]):
         # Pad with blank lines so that tracebacks show the line numbers of the real file.
         source = "\n" * (block["firstline"] - 1) + block["code"]
@@ -110,16 +145,17 @@ def run(plan: dict) -> dict:
                 outputs.append(tee.take())  # a clean exit ends the script, as it would for a reader
                 break
             outputs.append(tee.take())
-            error = {"block": index, "label": block["label"],
+            error = {"block": index, "label": block["label"], "where": _where(exc, plan),
                      "traceback": "".join(traceback.format_exception(exc))}
             break
         outputs.append(tee.take())
+    seconds = time.perf_counter() - start
     sys.stdout = tee.real
-    return {"outputs": outputs, "error": error}
+    return {"outputs": outputs, "error": error, "seconds": seconds, "reads": sorted(reads)}
 
 
-if __name__ == "__main__":
-    plan_path, result_path = sys.argv[1], sys.argv[2]
+def execute(plan_path: str, result_path: str) -> int:
+    """Run the plan in PLAN.json, write RESULT.json, return the exit status."""
     with open(plan_path, encoding="utf-8") as f:
         plan = json.load(f)
     result = run(plan)
@@ -128,7 +164,10 @@ if __name__ == "__main__":
         json.dump(result, f, ensure_ascii=False)
     if result["error"]:
         sys.stderr.write(result["error"]["traceback"])
-    # os._exit: skip interpreter teardown, where stray threads of a failed block could hang
     sys.stderr.flush()
-    import os
-    os._exit(1 if result["error"] else 0)
+    return 1 if result["error"] else 0
+
+
+if __name__ == "__main__":
+    # os._exit: skip interpreter teardown, where stray threads of a failed block could hang
+    os._exit(execute(sys.argv[1], sys.argv[2]))
