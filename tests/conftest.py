@@ -31,6 +31,24 @@ def runs(tmp_path_factory):
     return RunStore(shared)
 
 
+def _rank(item) -> int:
+    """Longest and most depended-on first, so that parallel workers finish together: the site build (the
+    browser tests wait for it), the notebooks, the snippets, then the pages (which mostly reuse the
+    snippets' runs), then everything else."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if item.originalname == "test_build_is_strict_and_clean":
+        return 0
+    if item.originalname == "test_snippet" and params.get("device") != "cuda":
+        return 1 if str(params["source"]).endswith(".nb.py") else 2
+    if item.originalname == "test_page":
+        return 3
+    return 4
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=_rank)  # a stable sort: the order within each rank is the collection order
+
+
 def pytest_terminal_summary(terminalreporter):
     proofs, runs, moved = {}, {}, []
     for reports in terminalreporter.stats.values():

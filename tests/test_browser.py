@@ -73,8 +73,31 @@ def open_page(browser, server, url: str, viewport=None, color_scheme="light"):
     return context, page, offsite, errors
 
 
+COPYABLE = """() => [...document.querySelectorAll('.md-typeset .highlight pre')]
+  .map(pre => ({ code: pre.querySelector('code') ? pre.querySelector('code').textContent : '',
+                 button: !!pre.querySelector('button[data-md-type="copy"], button.md-clipboard') }))"""
+
+
+def _copy_problems(page, source) -> list[str]:
+    """Every code block has a copy button, and the first one copies that block's code."""
+    blocks = page.evaluate(COPYABLE)
+    missing = [i for i, b in enumerate(blocks) if not b["button"]]
+    if missing:
+        return [f"{rel(source)}: code blocks {missing} have no copy button"]
+    if not blocks:
+        return []
+    page.locator('.md-typeset .highlight pre button[data-md-type="copy"]').first.click()
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+
+    def lines(text):  # the clipboard and the DOM differ only in blank lines around the line spans
+        return [line.rstrip() for line in text.splitlines() if line.strip()]
+    return [] if lines(copied) == lines(blocks[0]["code"]) else [f"{rel(source)}: the copy button copied something else"]
+
+
 @pytest.mark.parametrize("source", PAGES, ids=rel)
 def test_page_renders_offline(browser, server, source):
+    """Formulas and diagrams rendered, no console error, no request off the site, and every code block has
+    a working copy button (one visit per page)."""
     url = page_url(source)
     context, page, offsite, errors = open_page(browser, server, url)
     try:
@@ -93,8 +116,10 @@ def test_page_renders_offline(browser, server, source):
           notebookRawMath: [...document.querySelectorAll('.jupyter-wrapper .jp-RenderedMarkdown')]
                      .map(el => el.innerText).filter(t => /\\$[^$]+\\$/.test(t)).map(t => t.slice(0, 80)),
         })""")
+        copy_problems = _copy_problems(page, source)
     finally:
         context.close()
+    assert not copy_problems, "\n".join(copy_problems)
     where = f"{rel(source)} (/{url})"
     assert not offsite, f"{where}: requests that left the site: {offsite}"
     assert not errors, f"{where}: console errors: {errors}"
@@ -106,29 +131,6 @@ def test_page_renders_offline(browser, server, source):
         assert report["diagrams"] > 0, f"{where}: the page has a Mermaid fence but no diagram element"
     if "$" in source_text and not source.name.endswith(NOTEBOOK_SUFFIX):
         assert report["math"] > 0, f"{where}: the page has formulas but none reached the browser"
-
-
-COPYABLE = """() => [...document.querySelectorAll('.md-typeset .highlight pre')]
-  .map(pre => ({ code: pre.querySelector('code') ? pre.querySelector('code').textContent : '',
-                 button: !!pre.querySelector('button[data-md-type="copy"], button.md-clipboard') }))"""
-
-
-@pytest.mark.parametrize("source", PAGES, ids=rel)
-def test_code_blocks_have_a_working_copy_button(browser, server, source):
-    context, page, offsite, errors = open_page(browser, server, page_url(source))
-    try:
-        blocks = page.evaluate(COPYABLE)
-        missing = [i for i, b in enumerate(blocks) if not b["button"]]
-        assert not missing, f"{rel(source)}: code blocks {missing} have no copy button"
-        if not blocks:
-            return
-        page.locator('.md-typeset .highlight pre button[data-md-type="copy"]').first.click()
-        copied = page.evaluate("() => navigator.clipboard.readText()")
-        def lines(text):  # the clipboard and the DOM differ only in blank lines around the line spans
-            return [line.rstrip() for line in text.splitlines() if line.strip()]
-        assert lines(copied) == lines(blocks[0]["code"]), f"{rel(source)}: the copy button copied something else"
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("source", PAGES, ids=rel)
@@ -167,6 +169,10 @@ def page_title(source) -> str:
 def search(page, query: str) -> list[str]:
     box = page.locator("input.md-search__input")
     box.click()
+    if page.locator(".md-search-result__item").count():  # clear the previous query's results first
+        box.fill("")
+        box.press("End")
+        page.wait_for_selector(".md-search-result__item", state="detached", timeout=10000)
     box.fill(query)
     box.press("End")  # Material searches on key events; typed Chinese arrives through an input method
     page.wait_for_selector(".md-search-result__item", timeout=10000)
@@ -184,21 +190,27 @@ def search(page, query: str) -> list[str]:
 SEARCH_QUERIES = ["反向传播", "卷积", "注意力"]
 
 
+@pytest.fixture(scope="module")
+def search_page(browser, server):
+    """The home page, opened once for all the search queries this worker runs."""
+    context, page, offsite, errors = open_page(browser, server, "")
+    yield page, offsite, errors
+    context.close()
+
+
 def _about(query: str):
     return next((s for s in PAGES if query in page_title(s)), None)
 
 
 @pytest.mark.parametrize("query", SEARCH_QUERIES + [page_title(s) for s in PAGES
                                                      if page_title(s) and s.name != "index.md"])
-def test_chinese_search_finds_the_page(browser, server, query):
+def test_chinese_search_finds_the_page(search_page, query):
     about = _about(query)
     if about is None:
         pytest.skip(f"no page has {query!r} in its title yet")
-    context, page, offsite, errors = open_page(browser, server, "")
-    try:
-        results = search(page, query)
-    finally:
-        context.close()
+    page, offsite, errors = search_page
+    results = search(page, query)
+    assert not offsite and not errors, (offsite, errors)
     expected = page_url(about)
     assert expected in results[:3], f"searching {query!r}: {rel(about)} (/{expected}) is not in the top 3: {results[:5]}"
 
