@@ -313,3 +313,15 @@ def test_the_build_renders_committed_notebook_outputs_and_reports_stale_ones(tmp
     nb = hooks.attach_outputs(jupytext.read(nb_path), str(nb_path))
     assert [c.outputs for c in nb.cells if c.cell_type == "code"][1] == []
     assert any("make outputs FILES=" in r.getMessage() and "other code" in r.getMessage() for r in caplog.records)
+
+
+def test_one_fork_server_serves_every_test(tmp_path):
+    """The server is keyed by the runs' environment; what pytest changes per test must not start a new one."""
+    if execution.fresh_only():
+        pytest.skip("BOOK_FRESH=1: no fork server")
+    _run(tmp_path, "print(1)\n", name="one")
+    servers = set(map(id, execution._servers.values()))
+    import os
+    os.environ["PYTEST_CURRENT_TEST"] = "another test (call)"
+    _run(tmp_path, "print(1)\n", name="two")
+    assert set(map(id, execution._servers.values())) == servers

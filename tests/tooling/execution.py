@@ -79,11 +79,16 @@ def fresh_only() -> bool:
     return os.environ.get("BOOK_FRESH") == "1"
 
 
+VOLATILE = ("PYTEST_CURRENT_TEST",)
+
+
 def device_env(device: str) -> dict[str, str]:
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0", PYTHONUNBUFFERED="1",
                PYTHONIOENCODING="utf-8") | numeric_env()
     if env.get("PYTHONPATH", "").startswith(str(ROOT)):  # snippets must not import this repository's code
         env.pop("PYTHONPATH")
+    for name in VOLATILE:  # set by pytest for each test: the runs (and their fork server) need not see it
+        env.pop(name, None)
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     return env
