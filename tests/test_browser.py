@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
 from tests.tooling.sources import DOCS, NOTEBOOK_SUFFIX, notebook_files, page_files, rel
+from tests.tooling import browser as browser_module
 from tests.tooling.browser import CHROMIUM_ARGS, OPEN_SHADOW_ROOTS, RENDERED, chromium_executable, page_url
 from tests.tooling.siteserver import serve
 
@@ -47,6 +49,52 @@ def browser():
                          "install Debian's `chromium` package")
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def site_assets(built_site) -> list[Path]:
+    """The built site's shared files (theme, vendored scripts, styles and fonts)."""
+    return sorted(p for p in (built_site["dir"] / "assets").rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def unchanged(request, built_site, site_assets, record_property):
+    """unchanged(*urls) is True when this check passed before on byte-identical built files (the pages'
+    HTML and what they reference, the site's assets, the test code, the browser): then it is not repeated.
+    Only on a contributor's machine (see tooling/cache.py); CI always runs every check. Call
+    unchanged.passed() once the check has passed."""
+    from tests.tooling import cache
+
+    class Unchanged:
+        key = None
+
+        def __call__(self, *urls: str, extra: str = "") -> bool:
+            site = built_site["dir"]
+            files = [Path(__file__), Path(browser_module.__file__), *site_assets]
+            for url in urls:
+                html = site / url / "index.html" if not url.endswith(".json") else site / url
+                files += [html] + _referenced(html)
+            params = getattr(request.node, "callspec", None)
+            self.key = cache.digest(f"{request.node.originalname}{params.params if params else ''}", files,
+                                    f"{extra}{chromium_executable()}", root=site)
+            hit = cache.passed(self.key)
+            record_property("browser", "cache" if hit else "ran")
+            return hit
+
+        def passed(self) -> None:
+            if self.key:
+                cache.mark_passed(self.key)
+
+    return Unchanged()
+
+
+def _referenced(html: Path) -> list[Path]:
+    """Same-site files a page references (figures, scripts, styles), besides other pages."""
+    if not html.is_file():
+        return []
+    refs = set(re.findall(r'(?:src|href)="([^"#?:]+)"', html.read_text(encoding="utf-8", errors="replace")))
+    files = [(html.parent / r).resolve() for r in refs if not r.endswith("/") and not r.endswith(".html")]
+    return sorted(p for p in files if p.is_file())
 
 
 def open_page(browser, server, url: str, viewport=None, color_scheme="light"):
@@ -95,10 +143,12 @@ def _copy_problems(page, source) -> list[str]:
 
 
 @pytest.mark.parametrize("source", PAGES, ids=rel)
-def test_page_renders_offline(browser, server, source):
+def test_page_renders_offline(browser, server, source, unchanged):
     """Formulas and diagrams rendered, no console error, no request off the site, and every code block has
     a working copy button (one visit per page)."""
     url = page_url(source)
+    if unchanged(url, extra=source.read_text(encoding="utf-8")):
+        return
     context, page, offsite, errors = open_page(browser, server, url)
     try:
         try:
@@ -131,11 +181,14 @@ def test_page_renders_offline(browser, server, source):
         assert report["diagrams"] > 0, f"{where}: the page has a Mermaid fence but no diagram element"
     if "$" in source_text and not source.name.endswith(NOTEBOOK_SUFFIX):
         assert report["math"] > 0, f"{where}: the page has formulas but none reached the browser"
+    unchanged.passed()
 
 
 @pytest.mark.parametrize("source", PAGES, ids=rel)
-def test_page_fits_a_phone(browser, server, source):
+def test_page_fits_a_phone(browser, server, source, unchanged):
     """At 390×844 nothing makes the page scroll sideways: wide formulas, tables and code scroll in their own box."""
+    if unchanged(page_url(source)):
+        return
     context, page, offsite, errors = open_page(browser, server, page_url(source), viewport={"width": 390, "height": 844})
     try:
         page.wait_for_function(RENDERED, timeout=15000)
@@ -158,6 +211,7 @@ def test_page_fits_a_phone(browser, server, source):
         context.close()
     assert report["scrollWidth"] <= report["width"] and not report["wide"], \
         f"{rel(source)}: scrolls sideways on a phone ({report['scrollWidth']} > {report['width']} px): {report['wide']}"
+    unchanged.passed()
 
 
 def page_title(source) -> str:
@@ -204,15 +258,19 @@ def _about(query: str):
 
 @pytest.mark.parametrize("query", SEARCH_QUERIES + [page_title(s) for s in PAGES
                                                      if page_title(s) and s.name != "index.md"])
-def test_chinese_search_finds_the_page(search_page, query):
+def test_chinese_search_finds_the_page(request, query, unchanged):
     about = _about(query)
     if about is None:
         pytest.skip(f"no page has {query!r} in its title yet")
+    if unchanged("", "search/search_index.json"):
+        return
+    search_page = request.getfixturevalue("search_page")
     page, offsite, errors = search_page
     results = search(page, query)
     assert not offsite and not errors, (offsite, errors)
     expected = page_url(about)
     assert expected in results[:3], f"searching {query!r}: {rel(about)} (/{expected}) is not in the top 3: {results[:5]}"
+    unchanged.passed()
 
 
 def _with_figures():
@@ -220,7 +278,9 @@ def _with_figures():
 
 
 @pytest.mark.parametrize("source", _with_figures()[:2], ids=rel)
-def test_dark_mode_toggle_keeps_figures_legible(browser, server, source):
+def test_dark_mode_toggle_keeps_figures_legible(browser, server, source, unchanged):
+    if unchanged(page_url(source)):
+        return
     context, page, offsite, errors = open_page(browser, server, page_url(source))
     try:
         scheme = "() => document.body.getAttribute('data-md-color-scheme')"
@@ -239,6 +299,7 @@ def test_dark_mode_toggle_keeps_figures_legible(browser, server, source):
         assert fig["loaded"], f"{rel(source)}: figure {fig['src']} did not load"
         assert fig["background"] == "rgb(255, 255, 255)", \
             f"{rel(source)}: figure {fig['src']} has no light background in dark mode ({fig['background']})"
+    unchanged.passed()
 
 
 def _formula_heaviest():

@@ -8,6 +8,10 @@ in a copy of that folder), the harness (tests/tooling/*.py) and the lock file (r
 device, Python, and the numerical settings. The files the code itself opened inside the repository (a
 corpus, a results file; recorded by runner.py) are hashed into the entry and checked when it is read back.
 A hit is not a pass: the tests still compare the recorded outputs with what the pages show.
+
+The browser checks use the same switch: a check that passed on byte-identical built files (the page's
+HTML, every same-site file it references, the site's assets, the test code and the browser) is not
+repeated (see passed / mark_passed).
 """
 from __future__ import annotations
 
@@ -87,3 +91,23 @@ def store(entry_key: str, result) -> None:
     tmp = CACHE_DIR / f".{entry_key}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(entry, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, CACHE_DIR / f"{entry_key}.json")
+
+
+def digest(name: str, files: list[Path], extra: str = "", root: Path | None = None) -> str:
+    """A key for a check named `name` over these files (see the module docstring); file names are taken
+    relative to `root` (a built site lives in a new temporary folder each time)."""
+    h = hashlib.sha256(f"{name}\0{extra}\n".encode())
+    for path in files:
+        label = path.relative_to(root) if root and path.is_relative_to(root) else rel(path)
+        h.update(f"{label}\0{_sha(path)}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def passed(key: str) -> bool:
+    return enabled() and (CACHE_DIR / f"passed-{key}").is_file()
+
+
+def mark_passed(key: str) -> None:
+    if enabled():
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        (CACHE_DIR / f"passed-{key}").touch()

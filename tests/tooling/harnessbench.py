@@ -6,7 +6,7 @@ harness used to take, on the same sources, in one run on one machine.
   BOOK_EXECUTE_NOTEBOOKS=true pytest -p no:xdist);
 - after, cold: the fork server, shared runs, notebooks executed once, all cores, no cache
   (BOOK_NO_CACHE=1 pytest -n auto), which is what CI runs;
-- after, warm: the local cache filled by a first run, then one page edited (a line of prose appended
+- after, warm: the local cache filled by a first run, then one page edited (a sentence of prose appended
   and removed afterwards): what a contributor waits for after an edit. The table checks that the edited
   page's code really ran again.
 
@@ -45,9 +45,11 @@ def _pytest(log: Path, env: dict[str, str], args: list[str], junit: Path | None 
 
 
 def _records(log: Path) -> list[dict]:
+    """The runs of the book's own sources (the tooling tests' runs of temporary files are left out)."""
     if not log.is_file():
         return []
-    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in records if not Path(r["unit"]).is_absolute()]
 
 
 def _owner(unit: str) -> str:
@@ -84,7 +86,7 @@ def _warm(page: Path, log: Path, args: list[str]) -> tuple[float, str, bool]:
     _pytest(log, {}, args)
     original = page.read_bytes()
     try:
-        page.write_bytes(original + "\n<!-- harness bench: an edit -->\n".encode())
+        page.write_bytes(original + "\n本段是基准测试的临时改动。\n".encode())
         seconds, summary = _pytest(log, {}, args)
     finally:
         page.write_bytes(original)
