@@ -225,6 +225,12 @@ def test_every_input_invalidates_the_cache_entry(tmp_path, monkeypatch):
         assert new not in seen, f"editing {path.name} did not change the cache key"
         seen.add(new)
     assert key() != cache.key(snippet, (page,), "cuda", harness=[runner, lock])
+    # two notebooks of one folder read the same files (each runs in a copy of the folder): still two keys
+    first, second = tmp_path / "docs" / "part9" / "a.nb.py", tmp_path / "docs" / "part9" / "b.nb.py"
+    first.write_text("# %%\nprint(1)\n", encoding="utf-8")
+    second.write_text("# %%\nprint(2)\n", encoding="utf-8")
+    assert second in cache.inputs(first) and first in cache.inputs(second)
+    assert cache.key(first, (), "cpu", harness=[runner]) != cache.key(second, (), "cpu", harness=[runner])
 
     # a file the code read: recorded with the entry, checked when the entry is read back
     corpus = tmp_path / "corpus.txt"

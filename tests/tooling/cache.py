@@ -65,7 +65,8 @@ def key(source: Path, pages: tuple[Path, ...], device: str, harness: list[Path] 
     from tests.tooling.execution import numeric_env, reference_platform
 
     h = hashlib.sha256()
-    h.update(json.dumps([device, sys.version, sorted(numeric_env().items()), reference_platform()]).encode())
+    h.update(json.dumps([rel(source), [rel(p) for p in pages], device, sys.version, sorted(numeric_env().items()),
+                         reference_platform()]).encode())  # what runs: two notebooks of a folder share their inputs
     for path in inputs(source, pages) + list(harness if harness is not None else HARNESS):
         h.update(f"{rel(path)}\0{_sha(path)}\n".encode())
     return h.hexdigest()[:32]
