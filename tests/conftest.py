@@ -1,4 +1,4 @@
-"""Shared fixtures, the grouping of tests that share a run, and the summary of how pages were proven.
+"""Shared fixtures, the order in which tests run, and the summary of how pages were proven.
 The conventions the tests enforce are described in README.md (贡献指南)."""
 from __future__ import annotations
 

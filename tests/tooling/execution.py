@@ -155,7 +155,7 @@ class RunResult:
     cells: list[dict] = field(default_factory=list)  # a notebook run in a kernel: outputs of each code cell
 
     def to_json(self) -> dict:
-        return self.__dict__ | {}
+        return dict(self.__dict__)
 
     @classmethod
     def from_json(cls, data: dict) -> "RunResult":
