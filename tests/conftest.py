@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_terminal_summary(terminalreporter):
-    proofs, runs, browser, moved = {}, {}, {}, []
+    proofs, runs, browser, moved, declared = {}, {}, {}, [], []
     for reports in terminalreporter.stats.values():
         for report in reports:
             if getattr(report, "when", None) != "call" or not getattr(report, "passed", False):
@@ -61,12 +61,17 @@ def pytest_terminal_summary(terminalreporter):
             if "run" in props:
                 runs[props["run"]] = runs.get(props["run"], 0) + 1
             moved += props.get("moved", [])
+            declared += props.get("declared_numbers", [])
             if "browser" in props:
                 browser[props["browser"]] = browser.get(props["browser"], 0) + 1
     if proofs:
         terminalreporter.write_line(
             f"pages proven: {proofs.get('shared', 0)} by a run shared with their snippet, "
             f"{proofs.get('own', 0)} by their own run")
+    if declared:
+        terminalreporter.write_line(f"numbers in prose that no output shows, declared with their source ({len(declared)}):")
+        for line in sorted(declared):
+            terminalreporter.write_line(f"  {line}")
     if browser:
         terminalreporter.write_line(f"browser checks: {browser.get('ran', 0)} ran, {browser.get('cache', 0)} passed "
                                     "before on byte-identical built files (local cache)")

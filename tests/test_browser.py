@@ -3,6 +3,7 @@ diagrams must render, the console must stay clean, and no request may leave 127.
 buttons, a phone-sized viewport, Chinese search, dark mode, screenshots, and the offline edition."""
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -121,25 +122,54 @@ def open_page(browser, server, url: str, viewport=None, color_scheme="light"):
     return context, page, offsite, errors
 
 
-COPYABLE = """() => [...document.querySelectorAll('.md-typeset .highlight pre')]
-  .map(pre => ({ code: pre.querySelector('code') ? pre.querySelector('code').textContent : '',
+COPYABLE = """() => [...document.querySelectorAll('.md-typeset div.highlight pre')]
+  .map(pre => ({ python: !!pre.closest('div.language-python, div.language-py, div.language-python3'),
+                 code: pre.querySelector('code') ? pre.querySelector('code').textContent : '',
                  button: !!pre.querySelector('button[data-md-type="copy"], button.md-clipboard') }))"""
 
 
-def _copy_problems(page, source) -> list[str]:
-    """Every code block has a copy button, and the first one copies that block's code."""
-    blocks = page.evaluate(COPYABLE)
-    missing = [i for i, b in enumerate(blocks) if not b["button"]]
-    if missing:
-        return [f"{rel(source)}: code blocks {missing} have no copy button"]
-    if not blocks:
-        return []
-    page.locator('.md-typeset .highlight pre button[data-md-type="copy"]').first.click()
-    copied = page.evaluate("() => navigator.clipboard.readText()")
+def _lines(text: str) -> list[str]:
+    """The clipboard and the DOM differ only in blank lines around the line spans."""
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
 
-    def lines(text):  # the clipboard and the DOM differ only in blank lines around the line spans
-        return [line.rstrip() for line in text.splitlines() if line.strip()]
-    return [] if lines(copied) == lines(blocks[0]["code"]) else [f"{rel(source)}: the copy button copied something else"]
+
+def _copy_problems(page, source) -> list[str]:
+    """Every code block has a copy button, except wrong code (shown in a failure admonition, marked not to
+    run); and the Python that the copy buttons yield, button by button, is exactly the code the page test
+    runs, in the same order: a reader who copies every block from the top runs what the tests ran."""
+    where = rel(source)
+    blocks = page.evaluate(COPYABLE)
+    expected, wrong = [], 0
+    if not source.name.endswith(NOTEBOOK_SUFFIX):  # notebook cells have no copy buttons (the page offers a download)
+        from tests.tooling.sources import expand_page, python_blocks
+        for block in python_blocks(expand_page(source)):
+            if block.skip_reason:
+                wrong += 1
+            else:
+                expected.append(block.code)
+    missing = [i for i, b in enumerate(blocks) if not b["button"] and not b["python"]]
+    problems = [f"{where}: code blocks {missing} have no copy button"] if missing else []
+    without = sum(1 for b in blocks if b["python"] and not b["button"])
+    if without != wrong:
+        problems.append(f"{where}: {without} Python blocks have no copy button, but {wrong} are marked not to run")
+    buttons = page.locator('.md-typeset div.highlight pre button[data-md-type="copy"], '
+                           '.md-typeset div.highlight pre button.md-clipboard')
+    copied = []
+    for i, b in enumerate(blocks):
+        if not b["button"]:
+            continue
+        index = sum(1 for x in blocks[:i] if x["button"])
+        if b["python"]:
+            buttons.nth(index).dispatch_event("click")  # also the ones inside a closed 完整脚本 box
+            copied.append(page.evaluate("() => navigator.clipboard.readText()"))
+    if len(copied) != len(expected):
+        problems.append(f"{where}: the copy buttons offer {len(copied)} Python blocks, the page test runs {len(expected)}")
+    for n, (got, want) in enumerate(zip(copied, expected), 1):
+        if _lines(got) != _lines(want):
+            problems.append(f"{where}: copy button of Python block {n} yields other code than the page test runs:\n"
+                            + "\n".join(difflib.unified_diff(_lines(want), _lines(got), "runs", "copied",
+                                                           lineterm="", n=1)))
+    return problems
 
 
 @pytest.mark.parametrize("source", PAGES, ids=rel)

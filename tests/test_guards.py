@@ -46,6 +46,58 @@ def test_sections_are_well_formed():
     assert not problems, "\n".join(problems)
 
 
+WRONG_CODE_TITLE = re.compile(r'^(?P<indent>[ \t]*)(?:!!!|\?\?\?\+?) failure "错误写法（不要运行）"\s*$')
+CHAPTER_ENDING = ["小结", "练习", "参考文献"]
+
+
+def _wrong_code_problems(page: Path) -> list[str]:
+    """A block marked not to run is shown as wrong code: inside a failure admonition titled
+    错误写法（不要运行）, without a copy button (.no-copy); a block without a copy button is one of those."""
+    from tests.tooling.sources import expand_page, python_blocks
+    lines = page.read_text(encoding="utf-8").splitlines()
+    problems = []
+    for block in python_blocks(expand_page(page)):
+        no_copy = ".no-copy" in block.attrs.split()
+        if not block.skip_reason:
+            if no_copy:
+                problems.append(f"{block.where}: a runnable block without a copy button (.no-copy is for wrong code)")
+            continue
+        fence = lines[block.line - 1]
+        indent = len(fence) - len(fence.lstrip())
+        opener = next((line for line in reversed(lines[:block.line - 1])
+                       if line.strip() and len(line) - len(line.lstrip()) < indent), "")
+        if not WRONG_CODE_TITLE.match(opener) or indent == 0:
+            problems.append(f'{block.where}: a block marked not to run must sit inside `!!! failure "错误写法（不要运行）"`')
+        if not no_copy:
+            problems.append(f"{block.where}: a block marked not to run must carry .no-copy "
+                            "(```{ .python .no-copy }), so that no copy button offers it")
+    return problems
+
+
+def test_wrong_code_is_shown_as_wrong_code():
+    pytest.importorskip("pytest_codeblocks", reason="pytest-codeblocks is not installed (run `make test`)")
+    problems = [p for page in page_files() for p in _wrong_code_problems(page)]
+    assert not problems, "\n".join(problems)
+
+
+def _h2(source: Path) -> list[str]:
+    from tests.tooling.prose import prose
+    return [m.group(1).strip() for _, line in prose(source) if (m := re.match(r"^## (.+)$", line))]
+
+
+def test_chapter_pages_end_with_summary_exercises_and_references():
+    """Every page of a part (docs/partN/) ends with 小结, 练习 and 参考文献, in that order; the front matter and
+    the appendix (docs/index.md, docs/appendix/) are reference pages and may end otherwise."""
+    lacking = []
+    for source in page_files() + notebook_files():
+        if not source.relative_to(DOCS).parts[0].startswith("part"):
+            continue
+        ending = _h2(source)[-3:]
+        if ending != CHAPTER_ENDING:
+            lacking.append(f"{rel(source)}: its last level-2 sections are {ending}, not {CHAPTER_ENDING}")
+    assert not lacking, "chapter pages that lack a required ending:\n  " + "\n  ".join(lacking)
+
+
 def test_outputs_are_generated_files():
     """Every .out.txt belongs to a snippet; every shown output is an include of one (never typed by hand)."""
     problems = []

@@ -333,3 +333,89 @@ def test_one_fork_server_serves_every_test(tmp_path):
     os.environ["PYTEST_CURRENT_TEST"] = "another test (call)"
     _run(tmp_path, "print(1)\n", name="two")
     assert set(map(id, execution._servers.values())) == servers
+
+
+# ---------------------------------------------------------------- numbers in prose
+
+PROSE_PAGE = """---
+numbers:
+  code: ["0.05"]
+  sources:
+    "94%": 论文表 1
+---
+# 演示
+
+学习率取 0.05，损失从 2.4455 降到 0.1546，测试准确率 95.8%，<output>33</output> 个样本，三个种子的均值为 83.2 ± 1.8%。
+论文报告 94%，见 2.4 节与 [12.3 复现](x.md)。
+
+```python
+lr = 0.05
+print("loss 2.4455 -> 0.1546")
+```
+
+```text title="输出"
+--8<-- "demo.out.txt:run"
+```
+"""
+PROSE_OUTPUT = ("# --8<-- [start:run]\nloss 2.4455 -> 0.1546\nacc 0.958, 33 samples\nmean 83.2 ± 1.8\n"
+                "# --8<-- [end:run]\n")
+
+
+@needs_markdown
+@pytest.mark.parametrize("edit, line, number", [
+    (("0.1546", "0.1547"), 9, "0.1547"),
+    (("95.8%", "95.9%"), 9, "95.9%"),
+    (("<output>33</output>", "<output>34</output>"), 9, "34"),
+    (("83.2 ± 1.8%", "83.2 ± 1.9%"), 9, "83.2 ± 1.9%"),
+    (("学习率取 0.05", "学习率取 0.5"), 9, "0.5"),
+])
+def test_an_edited_number_in_prose_is_reported_with_page_and_line(tmp_path, edit, line, number):
+    from tests.tooling.prose import check_numbers
+    (tmp_path / "demo.out.txt").write_text(PROSE_OUTPUT, encoding="utf-8")
+    page = tmp_path / "demo.md"
+    page.write_text(PROSE_PAGE, encoding="utf-8")
+    verdict = check_numbers(page, base_paths=(tmp_path,))
+    assert not verdict.problems, verdict.problems
+    assert any("94% — 论文表 1" in d for d in verdict.declared) and any("0.05 — set by the code" in d for d in verdict.declared)
+    edited = check_numbers(page, PROSE_PAGE.replace(*edit), base_paths=(tmp_path,))
+    assert any(p.startswith(f"{page}:{line}: ") and f" {number} is in no output" in p for p in edited.problems), edited.problems
+
+
+@needs_markdown
+def test_declarations_must_be_true_and_current(tmp_path):
+    from tests.tooling.prose import check_numbers
+    (tmp_path / "demo.out.txt").write_text(PROSE_OUTPUT, encoding="utf-8")
+    page = tmp_path / "demo.md"
+    page.write_text(PROSE_PAGE, encoding="utf-8")
+    no_literal = check_numbers(page, PROSE_PAGE.replace("lr = 0.05", "lr = 0.5"), base_paths=(tmp_path,))
+    assert any("0.05 is declared under numbers.code, but the code" in p for p in no_literal.problems)
+    stale = check_numbers(page, PROSE_PAGE.replace("论文报告 94%", "论文报告的数"), base_paths=(tmp_path,))
+    assert any("numbers.sources declares '94%'" in p for p in stale.problems)
+    unquoted = PROSE_PAGE.replace('code: ["0.05"]', "code: [0.05]")
+    with pytest.raises(BookError, match="unquoted"):
+        check_numbers(page, unquoted, base_paths=(tmp_path,))
+
+
+@needs_markdown
+def test_editing_a_number_on_a_real_page_fails_the_check():
+    """On the book's own pages: change the last digit of a number the prose quotes from an output."""
+    from tests.tooling.prose import Printed, check_numbers, page_outputs, prose, stated_numbers
+    from tests.tooling.sources import page_files
+    for page in page_files():
+        if check_numbers(page).problems:
+            continue
+        printed = Printed.of(page_outputs(page))
+        for s in stated_numbers(prose(page)):
+            value = s.values[0]
+            if s.kind != "decimal" or not printed.has(value):
+                continue
+            new = value[:-1] + str((int(value[-1]) + 1) % 10)
+            if printed.has(new):
+                continue
+            lines = page.read_text(encoding="utf-8").splitlines(keepends=True)
+            lines[s.line - 1] = re.sub(rf"(?<![\d.]){re.escape(value)}(?!\d)", new, lines[s.line - 1], count=1)
+            problems = check_numbers(page, "".join(lines)).problems
+            assert any(p.startswith(f"{page.relative_to(ROOT)}:{s.line}: ") and f" {new} " in p for p in problems), \
+                (page, value, new, problems)
+            return
+    pytest.skip("no page passes the check with a decimal quoted from its outputs")

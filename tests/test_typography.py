@@ -27,3 +27,20 @@ def test_chinese_typography(source):
     problems = [f"{rel(source)}:{line.line}: {_changes(line.old, line.new)}" for line in result.lines]
     assert not problems, ("Chinese typography (fix by hand, or see `autocorrect_py.format_for`):\n  "
                           + "\n  ".join(problems))
+
+
+@pytest.mark.parametrize("source", page_files() + notebook_files(), ids=rel)
+def test_one_translation_per_term(source):
+    """The glossary (appendix/notation.md, 统一的译法) names the variants it rejects; none may appear in prose."""
+    from tests.tooling.prose import rejected_variants, term_problems
+    rejected = rejected_variants()
+    assert rejected, "the glossary lists no rejected variants (table with columns 术语 and 不用的译法)"
+    problems = term_problems(source, rejected)
+    assert not problems, "terms the glossary translates otherwise:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("source", page_files() + notebook_files(), ids=rel)
+def test_chinese_quotation_marks(source):
+    from tests.tooling.prose import quote_problems
+    problems = quote_problems(source)
+    assert not problems, "quotation marks:\n  " + "\n  ".join(problems)
