@@ -30,6 +30,12 @@ for name, t in [("a", a), ("b", b), ("c", c), ("r", r)]:
     print(f"{name}: shape={tuple(t.shape)}, ndim={t.ndim}, dtype={t.dtype}")
 print(f"a + c 的 dtype：{(a + c).dtype}")          # 类型提升：int64 与 float64 相加得 float64
 print(f"a / 2 的 dtype：{(a / 2).dtype}")          # 真除法总是得到浮点数
+for dt in (torch.float32, torch.float64):
+    eps = torch.finfo(dt).eps                      # 机器精度 ε：1 与比 1 大的下一个浮点数之差
+    print(f"{dt}：机器精度 ε = {eps:.1e}，单位舍入 u = ε/2 = {eps / 2:.1e}")
+    one = torch.tensor(1.0, dtype=dt)
+    assert one + eps > 1 and one + eps / 2 == 1   # 1 + ε 可以表示，1 + u 舍入回 1
+assert torch.finfo(torch.float32).eps == 2.0 ** -23 and torch.finfo(torch.float64).eps == 2.0 ** -52
 
 r = r.to(device)                                   # 搬到所选设备，数值不变
 assert r.device.type == device.type and a.dtype == torch.int64 and b.dtype == torch.float32
@@ -56,13 +62,16 @@ v[0, 0] = 100.0              # 通过视图改写
 print(f"base[0] = {base[0].item()}，cp[0] = {cp[0].item()}")
 
 t = v.t()                    # 转置也是视图，但元素在内存中不再按行连续
-print(f"t 是否连续：{t.is_contiguous()}")
-view_fails = raises(lambda: t.view(6))
+print(f"t 的形状 {tuple(t.shape)}，步幅 {t.stride()}，是否连续：{t.is_contiguous()}")
+t3 = t.view(3, 1, 2)         # 不合并维度（只插入长度为 1 的维）：不要求连续
+print(f"t.view(3, 1, 2) 成功，与 base 共享存储：{t3.data_ptr() == base.data_ptr()}")
+view_fails = raises(lambda: t.view(6))   # 要把两维合并成一维，而它们在内存中并不首尾相接
 print(f"t.view(6) 抛出 RuntimeError：{view_fails}")
 flat = t.reshape(6)          # reshape 在需要时会复制
 print(f"flat 与 base 共享存储：{flat.data_ptr() == base.data_ptr()}")
 
 assert base[0].item() == 100.0 and cp[0].item() == 0.0 and view_fails
+assert t.stride() == (1, 3) and t3.data_ptr() == base.data_ptr()
 assert v.data_ptr() == base.data_ptr() and flat.data_ptr() != base.data_ptr()
 # --8<-- [end:views]
 

@@ -47,7 +47,7 @@ again = random_split(full, [1437, 360], generator=torch.Generator().manual_seed(
 test_counts = np.bincount(y[parts[1].indices], minlength=10)
 print("random_split:", len(parts[0]), len(parts[1]), "测试集各类:", test_counts.tolist())
 
-expected = np.bincount(y) * 0.2  # 按全体比例，测试集中每类“应有”的样本数
+expected = np.bincount(y) * 0.2  # 按全体比例，测试集中每类「应有」的样本数
 print(f"与比例的最大偏差：分层 {np.abs(np.bincount(y_test) - expected).max():.1f}，"
       f"随机 {np.abs(test_counts - expected).max():.1f}")
 assert np.abs(np.bincount(y_test) - expected).max() <= 1  # 分层：每类至多差 1 个
@@ -108,7 +108,7 @@ assert all(torch.equal(p, q) for p, q in zip(a1, b1))  # 同种子：批次顺�
 assert not torch.equal(torch.cat(a1), torch.cat(c1))  # 换种子：顺序不同
 assert not torch.equal(torch.cat(a1), torch.cat(a2))  # 每个 epoch 重新洗牌
 
-# 洗牌顺序只取决于样本数、批大小和生成器，所以可以用一个“编号数据集”还原它
+# 洗牌顺序只取决于样本数、批大小和生成器，所以可以用一个「编号数据集」还原它
 index_loader = make_loader(range(len(train_set)), seed=0)
 seen = []
 for (xb, yb), ib in zip(make_loader(train_set, seed=0), index_loader):

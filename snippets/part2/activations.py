@@ -123,12 +123,14 @@ assert (d_tanh(grid) <= 1).all()
 
 # 把 10 个 sigmoid 复合起来：链式法则把 10 个 <= 1/4 的因子乘在一起
 z = torch.tensor(0.0, dtype=dt, device=device, requires_grad=True)
-out = z
+out, inputs = z, []
 for _ in range(10):
+    inputs.append(out.item())            # 这一层 sigmoid 的输入
     out = torch.sigmoid(out)
 (g10,) = torch.autograd.grad(out, z)
 print(f"10 层 sigmoid 复合在 0 处的导数 = {g10.item():.3e}，上界 0.25^10 = {0.25 ** 10:.3e}")
-assert g10.item() <= 0.25 ** 10
+print(f"第 2 到 10 层的输入在 [{min(inputs[1:]):.4f}, {max(inputs[1:]):.4f}] 之间")
+assert g10.item() < 0.25 ** 10 and min(inputs[1:]) > 0  # 后面各层的输入都不是 0，导数都小于 1/4
 # --8<-- [end:saturate]
 
 # --8<-- [start:gelu-approx]
@@ -156,7 +158,7 @@ def softmax_stable(z: torch.Tensor) -> torch.Tensor:
     return e / e.sum(dim=-1, keepdim=True)
 
 
-Z = torch.randn(4, 10, generator=gen, dtype=dt).to(device) * 3    # 4 个样本，各 10 个得分
+Z = torch.randn(4, 10, generator=gen, dtype=dt).to(device) * 3    # 4 个样本，各 10 个 logit
 err_naive = (softmax_naive(Z) - torch.softmax(Z, dim=-1)).abs().max().item()
 err_stable = (softmax_stable(Z) - torch.softmax(Z, dim=-1)).abs().max().item()
 print(f"普通输入：朴素版与 torch.softmax 的最大差 <= 1e-12：{err_naive <= 1e-12}，"
@@ -172,6 +174,9 @@ for dtype in [torch.float32, torch.float64]:
     assert torch.isfinite(stable).all() and torch.equal(stable, ref)
     assert torch.equal(stable.cpu(), torch.tensor([[0.5, 0.5], [0.0, 1.0]], dtype=dtype))
 
+for dtype in [torch.float32, torch.float64]:
+    fmax = torch.finfo(dtype).max                                 # 能表示的最大有限数
+    print(f"{dtype}：最大有限数 {fmax:.1e}，exp(x) 在 x > ln(max) = {math.log(fmax):.2f} 时上溢")
 e88, e89 = torch.exp(torch.tensor([88.0, 89.0], device=device))   # float32 的 exp 在 88.72 附近上溢
 print(f"float32：exp(88) = {e88.item():.4e}，exp(89) = {e89.item()}")
 assert math.isfinite(e88.item()) and math.isinf(e89.item())
@@ -183,9 +188,16 @@ s = softmax_stable(z)
 J_analytic = torch.diag(s) - torch.outer(s, s)                   # ∂s_i/∂z_j = s_i (δ_ij - s_j)
 J_auto = torch.autograd.functional.jacobian(softmax_stable, z)
 err_J = (J_auto - J_analytic).abs().max().item()
-print(f"softmax 雅可比 {tuple(J_auto.shape)}：与解析式的最大差 <= 1e-12：{err_J <= 1e-12}；"
-      f"每行之和的最大绝对值 <= 1e-12：{J_analytic.sum(dim=1).abs().max().item() <= 1e-12}")
-assert err_J <= 1e-12 and J_analytic.sum(dim=1).abs().max().item() <= 1e-12
+row_sums = J_auto.sum(dim=1)          # J·1：沿 1 方向平移 z 时 s 的变化率（平移不变性 ⇒ 0）
+col_sums = J_auto.sum(dim=0)          # 1ᵀJ：Σ_i s_i 对 z 的梯度（Σ_i s_i ≡ 1 ⇒ 0）
+shift_gap = (softmax_stable(z + 0.5) - s).abs().max().item()     # softmax(z + c·1) 与 softmax(z) 之差
+print(f"softmax 雅可比 {tuple(J_auto.shape)}：与解析式的最大差 <= 1e-12：{err_J <= 1e-12}")
+print(f"每行之和（J·1）的最大绝对值 <= 1e-12：{row_sums.abs().max().item() <= 1e-12}；"
+      f"平移 0.5 后 softmax 的最大变化 <= 1e-12：{shift_gap <= 1e-12}")
+print(f"每列之和（1ᵀJ）的最大绝对值 <= 1e-12：{col_sums.abs().max().item() <= 1e-12}；"
+      f"Σ s = {s.sum().item():.12f}")
+assert err_J <= 1e-12 and row_sums.abs().max().item() <= 1e-12 and shift_gap <= 1e-12
+assert col_sums.abs().max().item() <= 1e-12 and abs(s.sum().item() - 1) <= 1e-12
 # --8<-- [end:softmax-jacobian]
 
 # --8<-- [start:figure]

@@ -136,9 +136,10 @@ for step in range(steps):
     opt.zero_grad()
     loss_fn(forward(X_tr, p_auto)[1], y_tr, "ce").backward()
     opt.step()
+history.append(loss_fn(forward(X_tr, p_manual)[1], y_tr, "ce").item())   # history[k]：k 次更新后的损失
 
-for step in [0, steps // 4, steps // 2, 3 * steps // 4, steps - 1]:
-    print(f"第 {step:3d} 步：训练损失 {history[step]:.4f}")
+for k in [0, steps // 4, steps // 2, 3 * steps // 4, steps]:
+    print(f"{k:3d} 次更新后：训练损失 {history[k]:.4f}")
 with torch.no_grad():
     acc = (forward(X_te, p_manual)[1].argmax(dim=1) == y_te).double().mean().item()
 drift = max(rel_err(a, b) for a, b in zip(p_manual, p_auto))

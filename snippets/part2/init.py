@@ -20,6 +20,7 @@ y = x @ W.T                                        # (N, n_out)，每个输出�
 theory = n_in * var_w * var_x                      # Var[y] = n_in · Var[w] · Var[x]
 print(f"理论 Var[y] = {theory:.2f}，实测 {y.var().item():.2f}")
 assert abs(y.var().item() / theory - 1) < 0.05
+print(f"每层方差因子 c 连乘 50 层：c = 0.9 时 {0.9 ** 50:.3f}，c = 1.1 时 {1.1 ** 50:.0f}")
 # --8<-- [end:variance]
 
 
@@ -148,11 +149,30 @@ for name, (act, init) in settings.items():
     print(f"{name:<24} 第 1 层 std {stds[0]:.3g}，第 {depth} 层 {stds[-1]:.3g}，比值 {ratio[name]:.3g}")
 saturated = (last["tanh + N(0, 1)"].abs() > 0.99).double().mean().item()
 print(f"tanh + N(0, 1) 第 {depth} 层中 |h| > 0.99（饱和）的比例：{saturated:.2f}")
+tiny32 = torch.nextafter(torch.tensor(0.0), torch.tensor(1.0)).item()   # float32 能表示的最小正数
+print(f"各层标准差的最小值 {min(min(c) for c in curves.values()):.1e}，float32 能表示的最小正数 {tiny32:.1e}")
+
+# 方差传播公式的预测：标准差每层乘以因子 f，第 50 层与第 1 层之比约为 f^49
+small = math.sqrt(width * 0.01 ** 2)                     # N(0, 0.01²)：sqrt(n_in·Var[w])
+print(f"N(0, 0.01²)：n_in·Var[w] = {width * 0.01 ** 2:.4f}")
+factor = {"tanh + N(0, 0.01²)": small,                   # tanh 在小输入上近似恒等
+          "ReLU + N(0, 0.01²)": small * math.sqrt(0.5),  # ReLU 再把二阶矩减半
+          "ReLU + N(0, 1)": math.sqrt(width / 2),
+          "ReLU + Xavier, g=1": math.sqrt(0.5)}          # Xavier 保持方差，ReLU 每层减半
+for name, f in factor.items():
+    print(f"{name:<20} 每层因子 {f:.3g}，预测比值 {f ** (depth - 1):.2g}，实测 {ratio[name]:.3g}")
+    assert 1 / 3 < ratio[name] / f ** (depth - 1) < 3    # 预测与实测相差不到 3 倍
+relu_std = math.sqrt(0.5 - 1 / (2 * math.pi))            # ReLU 输出与预激活的标准差之比
+print(f"ReLU + Kaiming：第 1 层标准差的预测 {relu_std:.3f} × √2 = {relu_std * math.sqrt(2):.3f}，"
+      f"实测 {curves['ReLU + Kaiming'][0]:.3f}")
+assert abs(curves["ReLU + Kaiming"][0] / (relu_std * math.sqrt(2)) - 1) < 0.05
 
 assert 0.5 <= ratio["tanh + Xavier, g=5/3"] <= 2 and 0.5 <= ratio["ReLU + Kaiming"] <= 2
 assert ratio["tanh + N(0, 0.01²)"] < 1e-3 and ratio["ReLU + N(0, 0.01²)"] < 1e-3
 assert ratio["ReLU + Xavier, g=1"] < 1e-3 and ratio["ReLU + N(0, 1)"] > 1e3
-assert saturated > 0.5
+assert saturated > 0.5 and min(min(c) for c in curves.values()) < tiny32
+assert max(curves["tanh + N(0, 0.01²)"][-1], curves["ReLU + N(0, 0.01²)"][-1]) < 1e-39  # 小结中的量级
+assert curves["ReLU + N(0, 1)"][-1] > 1e51
 # --8<-- [end:deep]
 
 # --8<-- [start:figure]

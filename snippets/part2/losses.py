@@ -149,6 +149,9 @@ pt = torch.tensor([1e-13], dtype=f64, device=device, requires_grad=True)
 F.binary_cross_entropy(pt, torch.ones_like(pt)).backward()
 print(f"p = 1e-13、y = 1：BCELoss 对 p 的梯度 {pt.grad.item():.1e}，精确值 -1/p = {-1 / 1e-13:.1e}")
 assert abs(pt.grad.item() / -1e12 - 1) <= 1e-6    # 截断值 1e-12（相对误差 1e-6 内）
+p50 = torch.sigmoid(zl.detach()[1]).item()           # z = -50：σ(z) 还能表示
+print(f"z = -50：σ(z) = {p50:.1e}，朴素写法的梯度 {zl.grad[1].item():.1e}")
+assert 0 < p50 < 1e-20 and 0 < abs(zl.grad[1].item()) < 1e-9
 # --8<-- [end:stability]
 
 # --8<-- [start:grad]

@@ -71,6 +71,8 @@ for seed in range(5):
     print(f"seed {seed}：概率 {[round(p, 3) for p in prob.tolist()]}，准确率 {acc:.2f}")
     assert acc == 1.0                                            # 每个种子都把 4 个点全部分对
     assert ((prob - y_xor).abs() < 0.01).all()                   # 而且概率离标签不到 0.01
+    shown = torch.tensor([round(p, 3) for p in prob.tolist()])   # 打印出的 3 位小数
+    assert (shown[y_xor.cpu() == 1] >= 0.999).all() and (shown[y_xor.cpu() == 0] <= 0.002).all()
 # --8<-- [end:xor-train]
 
 # --8<-- [start:figure]
@@ -174,4 +176,5 @@ for epoch in range(epochs):
         print(f"第 {epoch + 1:2d} 轮：训练准确率 {train_acc:.3f}，测试准确率 {test_acc:.3f}")
 print(f"最终测试准确率：{test_acc:.3f}")
 assert test_acc >= 0.96
+assert train_acc == 1.0 and test_acc < train_acc   # 训练集全对，测试集没有：泛化差距
 # --8<-- [end:digits-train]

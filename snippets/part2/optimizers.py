@@ -121,8 +121,17 @@ compare("Nesterov", sgd_update, torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=
 # --8<-- [end:sgd]
 
 # --8<-- [start:nesterov]
-# Sutskever 等（2013）的原始写法：在「前瞻点」θ + μv 处求梯度
 mu, lr = 0.9, 0.1
+# Sutskever 等（2013）的经典动量：v ← μv - ηg(θ)，θ ← θ + v；学习率不变时与 SGD(momentum) 相同
+theta_c, v = theta0.clone(), torch.zeros_like(theta0)
+for idx in batches:
+    v = mu * v - lr * grad(theta_c, idx)
+    theta_c = theta_c + v
+gap_cm = (theta_c - run_torch(torch.optim.SGD, lr=lr, momentum=mu)).abs().max().item()
+print(f"经典动量 θ 与 torch 的 SGD(momentum) 参数之差 < 1e-10：{gap_cm < 1e-10}")
+assert gap_cm < 1e-10
+
+# Sutskever 等（2013）的 NAG：在「前瞻点」θ + μv 处求梯度
 theta_s, v = theta0.clone(), torch.zeros_like(theta0)
 for idx in batches:
     v = mu * v - lr * grad(theta_s + mu * v, idx)
@@ -269,4 +278,8 @@ plt.close(fig)
 
 assert final_f["Momentum"] < final_f["SGD"] / 100 and final_f["Nesterov"] < final_f["SGD"] / 100
 assert final_f["Adam"] < 0.1 and final_f["SGD"] > 1.0
+assert {name for name, f in final_f.items() if f < 0.1} == {"Momentum", "Nesterov", "Adam"}  # 只有这三个接近最小值
+assert paths["SGD"][-1, 0] < 0  # SGD 还停在谷底的左半段（x < 0）
+step1 = {name: np.linalg.norm(path[1] - path[0]) for name, path in paths.items()}
+assert step1["Nesterov"] > step1["Momentum"]  # Nesterov 的第一步跳得更远
 # --8<-- [end:trajectories]

@@ -90,12 +90,21 @@ def margin(u: torch.Tensor) -> float:
 
 
 u_true = torch.cat([w_true, torch.tensor([b_true], dtype=dtype)]).to(device)
+gammas = {}
 for name, u in [("生成数据的 (w_true, b_true)", u_true), ("学到的 w~", w_hat)]:
-    gamma = margin(u)
+    gammas[name] = gamma = margin(u)
     bound = (R / gamma) ** 2
     print(f"{name}：γ = {gamma:.4f}，(R/γ)^2 = {bound:.1f}")
     assert gamma > 0 and n_updates <= bound              # Novikoff：更新次数 <= (R/γ)^2
 print(f"R = {R:.4f}，实际更新次数 = {n_updates}")
+
+# 为什么真分界线的 γ 不是 0.1：平面上的距离除以 ||w||，增广空间里的间隔除以 ||(w, b)||
+d_min = (y * (X @ w_true.to(device) + b_true)).min().item() / w_true.norm().item()  # 平面上最近点的距离
+ratio = w_true.norm().item() / u_true.norm().item()                                # ||w|| / ||(w, b)||
+print(f"平面上最近点到真分界线的距离 {d_min:.4f}（>= 0.1），||w|| / ||(w, b)|| = {ratio:.4f}")
+print(f"γ = {d_min:.4f} × {ratio:.4f} = {d_min * ratio:.4f}，下界 0.1 × {ratio:.4f} = {0.1 * ratio:.4f}")
+assert d_min >= 0.1 and abs(gammas["生成数据的 (w_true, b_true)"] - d_min * ratio) < 1e-12
+assert gammas["学到的 w~"] < gammas["生成数据的 (w_true, b_true)"]   # 学到的分界线间隔更小，上界更松
 # --8<-- [end:bound]
 
 # --8<-- [start:xor]
@@ -124,10 +133,9 @@ Xc, yc = X.cpu(), y.cpu()
 ax.scatter(*Xc[yc > 0].T, marker="o", color="C0", s=18, label="$y=+1$")
 ax.scatter(*Xc[yc < 0].T, marker="x", color="C3", s=18, label="$y=-1$")
 line_x = torch.linspace(-1.2, 1.2, 2, dtype=dtype)
-for (w1, w2, b), style, label in [(w_hat.tolist(), "k-", "感知机学到的分界线"),
-                                  (u_true.tolist(), "--", "生成数据的分界线")]:
-    ax.plot(line_x, -(w1 * line_x + b) / w2, style, color="k" if style == "k-" else "0.5",
-            label=label)                   # 直线 w1 x1 + w2 x2 + b = 0
+for (w1, w2, b), style, color, label in [(w_hat.tolist(), "-", "k", "感知机学到的分界线"),
+                                         (u_true.tolist(), "--", "0.5", "生成数据的分界线")]:
+    ax.plot(line_x, -(w1 * line_x + b) / w2, style, color=color, label=label)   # 直线 w1 x1 + w2 x2 + b = 0
 ax.set(xlim=(-1.1, 1.1), ylim=(-1.1, 1.1), xlabel="$x_1$", ylabel="$x_2$", aspect="equal",
        title=f"线性可分数据：{n_updates} 次更新后收敛")
 ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)

@@ -106,6 +106,7 @@ zero_frac = (samples == 0).float().mean().item()
 within = bool(torch.all((mean - x).abs() <= 4 * se))
 print("x            :", " ".join(f"{v:6.2f}" for v in x.tolist()))
 print("丢弃后的均值 :", " ".join(f"{v:6.2f}" for v in mean.tolist()))
+print("标准误 SE    :", " ".join(f"{v:6.4f}" for v in se.tolist()))
 print(f"每个分量都在 4 个标准误之内：{within}；被置 0 的比例：{zero_frac:.2f}")
 assert within  # 期望不变
 assert abs(zero_frac - p) <= 4 * math.sqrt(p * (1 - p) / samples.numel())
@@ -191,7 +192,7 @@ def fit(model: nn.Module, weight_decay: float = 0.0, epochs: int = 80, patience:
     """全批量训练（100 个样本，一轮一步）；记录曲线，并保留验证损失最低时的权重。"""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=weight_decay)
     X, y = data["train"]
-    hist = {k: [] for k in ("train", "val", "test", "train_acc", "test_acc")}
+    hist = {k: [] for k in ("train", "val", "test", "train_acc", "val_acc", "test_acc")}
     best = (math.inf, -1, None)  # (验证损失, 轮次, 权重)
     for epoch in range(epochs):
         model.train()
@@ -201,8 +202,7 @@ def fit(model: nn.Module, weight_decay: float = 0.0, epochs: int = 80, patience:
         for split in ("train", "val", "test"):
             loss, acc = evaluate(model, split)
             hist[split].append(loss)
-            if split != "val":
-                hist[split + "_acc"].append(acc)
+            hist[split + "_acc"].append(acc)
         if hist["val"][-1] < best[0]:
             best = (hist["val"][-1], epoch, copy.deepcopy(model.state_dict()))
         if patience is not None and epoch - best[1] >= patience:
@@ -213,7 +213,7 @@ def fit(model: nn.Module, weight_decay: float = 0.0, epochs: int = 80, patience:
 # --8<-- [start:overfit-run]
 base = make_mlp()
 n_params = sum(q.numel() for q in base.parameters())
-print(f"参数个数 {n_params}，是训练样本数的 {n_params / len(idx['train']):.0f} 倍")
+print(f"参数量 {n_params}，是训练样本数的 {n_params / len(idx['train']):.0f} 倍")
 hist, best = fit(base)
 t_min = min(range(len(hist["test"])), key=hist["test"].__getitem__)
 for e in (0, 10, t_min, 50, 79):
@@ -221,6 +221,7 @@ for e in (0, 10, t_min, 50, 79):
           f"训练准确率 {hist['train_acc'][e]:.3f}  测试准确率 {hist['test_acc'][e]:.3f}")
 print(f"测试损失最低在第 {t_min + 1} 轮：{hist['test'][t_min]:.3f}；最后一轮：{hist['test'][-1]:.3f}")
 assert hist["train"][-1] < 1e-3 and hist["train_acc"][-1] == 1.0  # 训练集被完全记住
+assert hist["train_acc"][t_min] == 1.0 and hist["train"][-1] < hist["train"][t_min]  # 记住之后训练损失仍在下降
 assert hist["test_acc"][-1] <= hist["train_acc"][-1] - 0.04 and hist["test_acc"][-1] >= 0.87
 assert hist["test"][-1] >= hist["test"][t_min] + 0.05  # 测试损失越过最低点后回升
 # --8<-- [end:overfit-run]
@@ -228,14 +229,20 @@ assert hist["test"][-1] >= hist["test"][t_min] + 0.05  # 测试损失越过最�
 # --8<-- [start:regularize]
 runs = {"无正则化": hist, "权重衰减 λ=1e-3": fit(make_mlp(), weight_decay=1e-3)[0],
         "丢弃法 p=0.5": fit(make_mlp(p=0.5))[0]}
-print("              训练损失  测试损失  两者之差  训练准确率  测试准确率")
+print("                 训练损失  验证损失  测试损失  测试减训练  训练准确率  验证准确率  测试准确率")
 for name, h in runs.items():
-    print(f"{name:12s}  {h['train'][-1]:.1e}   {h['test'][-1]:.3f}     {h['test'][-1] - h['train'][-1]:.3f}     "
-          f"{h['train_acc'][-1]:.3f}       {h['test_acc'][-1]:.3f}")
+    print(f"{name:12s}  {h['train'][-1]:.1e}   {h['val'][-1]:.3f}     {h['test'][-1]:.3f}     "
+          f"{h['test'][-1] - h['train'][-1]:.3f}       {h['train_acc'][-1]:.3f}       "
+          f"{h['val_acc'][-1]:.3f}       {h['test_acc'][-1]:.3f}")
+n_test = len(idx["test"])
+correct = {name: round(h["test_acc"][-1] * n_test) for name, h in runs.items()}  # 分对的测试样本数
+print(f"{n_test} 个测试样本中分对的个数：{correct}，最多相差 {max(correct.values()) - min(correct.values())} 个")
 for name in ("权重衰减 λ=1e-3", "丢弃法 p=0.5"):
     assert runs[name]["train_acc"][-1] == 1.0
+    assert runs[name]["train"][-1] > 1e-3  # 训练损失没有被压到 1e-4 量级
     assert runs[name]["test"][-1] <= hist["test"][-1] - 0.05  # 最终测试损失至少低 0.05
     assert (runs[name]["test"][-1] - runs[name]["train"][-1]) <= (hist["test"][-1] - hist["train"][-1]) - 0.05
+assert max(correct.values()) - min(correct.values()) < 10  # 准确率的差别不到 10 个样本，不断言谁高谁低
 # --8<-- [end:regularize]
 
 # --8<-- [start:figure]
@@ -266,11 +273,13 @@ es_hist, (es_val, es_epoch, es_state) = fit(es_model, patience=20)
 es_model.load_state_dict(es_state)  # 恢复验证损失最低时的权重
 restored_val, _ = evaluate(es_model, "val")
 es_test, es_acc = evaluate(es_model, "test")
-print(f"早停：训练了 {len(es_hist['val'])} 轮，最佳检查点在第 {es_epoch + 1} 轮")
+print(f"早停：训练了 {len(es_hist['val'])} 轮（比 80 轮少 {80 - len(es_hist['val'])} 轮），"
+      f"最佳检查点在第 {es_epoch + 1} 轮")
 print(f"恢复后验证损失 {restored_val:.3f}，等于记录中的最小值 {min(es_hist['val']):.3f}")
 print(f"恢复后测试损失 {es_test:.3f}，测试准确率 {es_acc:.3f}")
 assert abs(restored_val - min(es_hist["val"])) <= 1e-6 and es_val == min(es_hist["val"])
 assert len(es_hist["val"]) == es_epoch + 1 + 20  # 最佳之后又等了 20 轮才停
 assert all(torch.equal(es_state[k], best[2][k]) for k in es_state)  # 与完整训练的最佳检查点相同
 assert es_test <= hist["test"][-1] - 0.05  # 比训练到底的模型测试损失更低
+assert es_acc < hist["test_acc"][-1]  # 但测试准确率比训练到底的模型低
 # --8<-- [end:early-stop]

@@ -45,7 +45,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
     total, count = 0.0, 0
     for x, y in loader:  # 遍历 DataLoader，每次得到一个小批量
         x, y = x.to(device), y.to(device)
-        logits = model(x).squeeze(1)  # (B, 1) -> (B,)，是对数几率，不经过 sigmoid
+        logits = model(x).squeeze(1)  # (B, 1) -> (B,)，是 logit，不经过 sigmoid
         loss = loss_fn(logits, y)  # BCEWithLogitsLoss：目标是 0/1 浮点数
         optimizer.zero_grad()
         loss.backward()  # 每个批次恰好一次
@@ -65,7 +65,7 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         x, y = x.to(device), y.to(device)
         logits = model(x).squeeze(1)
         total += loss_fn(logits, y).item() * len(y)
-        correct += ((logits > 0).float() == y).sum().item()  # 对数几率 > 0 ⇔ 概率 > 0.5
+        correct += ((logits > 0).float() == y).sum().item()  # logit > 0 ⇔ 概率 > 0.5
         count += len(y)
     return total / count, correct / count
 # --8<-- [end:loop]
@@ -249,8 +249,8 @@ assert not same_state(run3.model.state_dict(), run.model.state_dict())
 # --8<-- [end:resume]
 
 # --8<-- [start:pitfalls]
-# 以下演示都放在 CPU 上：在 GPU 上，越界输入会触发设备端断言，使后续 CUDA 调用全部失败
-raw = torch.tensor([2.5, -1.0, 0.3])  # 线性层的原始输出（对数几率），不在 [0, 1] 里
+# 越界输入的演示都放在 CPU 上：在 GPU 上，越界输入会触发设备端断言，使后续 CUDA 调用全部失败
+raw = torch.tensor([2.5, -1.0, 0.3])  # 线性层的原始输出（logit），不在 [0, 1] 里
 target = torch.tensor([1.0, 0.0, 1.0])
 try:
     nn.BCELoss()(raw, target)
@@ -266,12 +266,25 @@ silent = nn.BCEWithLogitsLoss(reduction="none")(raw, noisy_target)  # 不检查�
 print("BCEWithLogitsLoss 以 randn 为目标的逐样本「损失」：", [round(v, 3) for v in silent.tolist()])
 assert (silent < 0).any()  # 交叉熵不可能为负：目标根本不是概率
 
-good = loss_fn(raw, target)  # 正确：对数几率 + BCEWithLogitsLoss
+good = loss_fn(raw, target)  # 正确：logit + BCEWithLogitsLoss
 assert torch.allclose(good, nn.BCELoss()(torch.sigmoid(raw), target))
 
 x0, y0 = train_set[0]  # 直接遍历 Dataset，得到的是单个样本而不是批次
 print(f"Dataset 的一个元素：x {tuple(x0.shape)}，y {tuple(y0.shape)}；DataLoader 的一个批次：x {tuple(xb.shape)}")
 assert x0.shape == (2,) and xb.shape == (50, 2)
+
+# 平均损失的分母：逐样本累加再除以样本数是对的；对批内平均这样做，就小了约 B 倍
+model = run.model.eval()
+with torch.no_grad():
+    per_sample = [loss_fn(model(x[None].to(device)).squeeze(1), y[None].to(device)).item() for x, y in train_set]
+    batch_means = [loss_fn(model(x.to(device)).squeeze(1), y.to(device)).item()
+                   for x, y in DataLoader(train_set, batch_size=50)]
+mean_loss = sum(per_sample) / len(train_set)  # 遍历 Dataset：每项是一个样本的损失
+too_small = sum(batch_means) / len(train_set)  # 遍历 DataLoader：每项是 50 个样本的平均
+print(f"逐样本损失之和 / 样本数 = {mean_loss:.4f}；各批平均损失之和 / 样本数 = {too_small:.4f}，"
+      f"小了 {mean_loss / too_small:.1f} 倍")
+assert abs(sum(batch_means) / len(batch_means) - mean_loss) < 1e-4  # 20 个满批：批平均的平均就是样本平均
+assert abs(mean_loss / too_small - 50) < 1e-2  # 恰好是批量大小
 
 m = nn.Linear(2, 1)
 loss = loss_fn(m(xb).squeeze(1), yb)

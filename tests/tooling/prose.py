@@ -37,10 +37,14 @@ NUM = r"\d+(?:\.\d+)?"
 _LEFT = r"(?<![A-Za-z0-9_.\-])"  # not part of a name (float64, W1), a longer number or a range like 2-3
 PAIR_RE = re.compile(rf"(?<![A-Za-z0-9_.])[-−+]?(?P<a>{NUM})\s*(?P<pa>[%％])?\s*±\s*(?P<b>{NUM})(?P<pb>\s*[%％])?")
 PERCENT_RE = re.compile(rf"(?<![A-Za-z0-9_.])[-−+]?(?P<n>{NUM})\s*[%％]")
-DECIMAL_RE = re.compile(r"(?<![A-Za-z0-9_.])[-−+]?(?P<n>\d+\.\d+(?:\.\d+)*)(?![0-9A-Za-z_])")
+DECIMAL_RE = re.compile(r"(?<![A-Za-z0-9_.])[-−+]?(?P<n>\d+\.\d+(?:\.\d+)*(?:[eE][-+]?\d+)?)(?![0-9A-Za-z_])")
 SECTION_AFTER_RE = re.compile(r"^\s*(?:节|小节)")
 SECTION_BEFORE_RE = re.compile(r"第\s*$")
-OUT_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_.])\d+(?:\.\d+)?")
+# a number that looks like a section of the book (2.2, 12.3) is still a measurement or a version here:
+MEASURE_AFTER_RE = re.compile(r"^\s*(?:×|\\times|\\cdot|\^|个?百分点|[%％]|倍|秒|分钟)")
+VERSION_BEFORE_RE = re.compile(r"(?:PyTorch|Python|torch|CUDA|cu|版本|v)\s*[≥≤><=]*\s*$", re.I)
+OUT_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+OUT_PERCENT_RE = re.compile(r"(?<![A-Za-z0-9_.])(\d+(?:\.\d+)?)\s*[%％]")
 OUT_PAIR_RE = re.compile(rf"(?P<a>{NUM})\s*%?\s*±\s*(?P<b>{NUM})")
 
 CN_QUOTES = "“”‘’"
@@ -222,9 +226,11 @@ def stated_numbers(lines: list[tuple[int, str]]) -> list[Stated]:
                 continue  # a version (2.13.0)
             start = m.start("n")
             in_link = any(a <= start < b for a, b in link_texts + section_cells)
-            if (value in book_sections() or in_link or SECTION_AFTER_RE.match(line[m.end():])
-                    or SECTION_BEFORE_RE.search(line[:start])):
+            if in_link or SECTION_AFTER_RE.match(line[m.end():]) or SECTION_BEFORE_RE.search(line[:start]):
                 continue  # a reference to a section of the book (2.4 节, 第 2.4 节, [12.1](reading.md))
+            if value in book_sections() and not (MEASURE_AFTER_RE.match(line[m.end():])
+                                                 or VERSION_BEFORE_RE.search(line[:start])):
+                continue  # 「与 12.3 相同」: a section named by its number alone
             found.append(Stated(number, "decimal", m.group(0).strip(), (value,)))
     return found
 
@@ -270,17 +276,22 @@ def page_code(source: Path, text: str | None = None, base_paths: tuple[Path, ...
 class Printed:
     tokens: set = field(default_factory=set)
     pairs: set = field(default_factory=set)
+    percents: set = field(default_factory=set)
 
     @classmethod
     def of(cls, text: str) -> "Printed":
-        return cls(set(OUT_TOKEN_RE.findall(text)), {(m["a"], m["b"]) for m in OUT_PAIR_RE.finditer(text)})
+        tokens = set(OUT_TOKEN_RE.findall(text))
+        tokens |= {re.split(r"[eE]", t)[0] for t in tokens}  # 2.4e+51 is also quoted as 2.4 × 10⁵¹
+        return cls(tokens, {(m["a"], m["b"]) for m in OUT_PAIR_RE.finditer(text)}, set(OUT_PERCENT_RE.findall(text)))
 
     def has(self, value: str) -> bool:
         return value in self.tokens
 
     def has_percent(self, value: str) -> bool:
-        """p% is printed as p, or as the fraction p/100 with two more decimals (95.8% as 0.958)."""
-        return value in self.tokens or any(_as_percent(t, value) for t in self.tokens)
+        """p% is printed as p% (or, with decimals, as p in a table of percentages), or as the fraction p/100
+        with two more decimals (95.8% as 0.958). An integer p% never matches a bare integer p."""
+        return (value in self.percents or ("." in value and value in self.tokens)
+                or any(_as_percent(t, value) for t in self.tokens if "." in t))
 
     def has_pair(self, a: str, b: str, percent: bool = False) -> bool:
         """a ± b is printed as that pair (a percentage pair also as fractions: 83.2 ± 1.8% as 0.832 ± 0.018)."""
@@ -338,7 +349,7 @@ def check_numbers(source: Path, text: str | None = None, base_paths: tuple[Path,
         hit = next((c for c in candidates if c in decl["code"]), None)
         if hit is not None:
             used.add(("code", hit))
-            if not code.has(hit.rstrip("%")):
+            if not (code.has(hit.rstrip("%")) if not hit.endswith("%") else code.has_percent(hit[:-1])):
                 problems.append(f"{where}:{s.line}: {s.text} is declared under numbers.code, but the code on "
                                 "this page has no such literal")
             else:
