@@ -275,20 +275,73 @@ def test_declared_tolerances_apply_to_decimals_only():
     assert not outputs_match("偏低 57.7", "一致 57.7", declared=1.0), "text stays exact"
 
 
-# ---------------------------------------------------------------- the build
+# ---------------------------------------------------------------- the build (overrides/hooks/, one concern per module)
+
+def _hook(name: str):
+    """Load overrides/hooks/<name>.py as mkdocs does (a module of its own)."""
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (run `make test`)")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"book_hook_{name}", ROOT / "overrides" / "hooks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_hook_module_is_listed_in_mkdocs_yml():
+    from tests.tooling.sources import mkdocs_config
+    listed = sorted(Path(p).name for p in mkdocs_config()["hooks"])
+    assert listed == sorted(p.name for p in (ROOT / "overrides" / "hooks").glob("*.py"))
+
+
+def test_the_notebook_hooks_fail_loudly_on_other_mkdocs_jupyter_internals(monkeypatch):
+    pytest.importorskip("mkdocs_jupyter", reason="mkdocs-jupyter is not installed (run `make test`)")
+    notebooks = _hook("notebooks")
+    pinned = re.search(r"^mkdocs-jupyter==(\S+)$", (ROOT / "requirements.txt").read_text(encoding="utf-8"), re.M)
+    assert pinned and pinned.group(1) == notebooks.MKDOCS_JUPYTER_VERSION, "requirements.txt pins another version"
+    assert notebooks.internals_problems() == []
+    import mkdocs_jupyter.plugin as nb_plugin
+    monkeypatch.delattr(nb_plugin, "_get_markdown_toc")
+    assert notebooks.internals_problems() == ["mkdocs_jupyter.plugin._get_markdown_toc is gone"]
+    from mkdocs.exceptions import PluginError
+    with pytest.raises(PluginError, match="_get_markdown_toc is gone"):
+        notebooks.on_config(None)
+
+
+def test_the_diagram_hook_marks_pages_with_diagrams():
+    from types import SimpleNamespace
+    diagrams = _hook("diagrams")
+    page = SimpleNamespace(meta={})
+    diagrams.on_page_content('<p>x</p><pre class="mermaid"><code>flowchart LR\nA--&gt;B</code></pre>', page, {}, None)
+    assert page.meta["has_mermaid"] is True
+    diagrams.on_page_content("<p>x</p>", page, {}, None)
+    assert page.meta["has_mermaid"] is False
+
+
+def test_the_search_hooks_keep_the_index_and_the_offline_shim_local(tmp_path):
+    import json
+    from types import SimpleNamespace
+    search = _hook("search")
+    index = tmp_path / "search_index.json"
+    data = {"docs": [{"location": "", "title": "反向传播", "text": "链式法则"}]}
+    index.write_text(json.dumps(data), encoding="utf-8")  # ASCII escapes, as Material writes it
+    before = index.stat().st_size
+    search.compact_index(index)
+    assert json.loads(index.read_text(encoding="utf-8")) == data and index.stat().st_size < before
+    assert "反向传播" in index.read_text(encoding="utf-8")
+    config = SimpleNamespace(extra={"polyfills": ["https://unpkg.com/iframe-worker/shim"]})
+    search.on_config(config)
+    assert config.extra["polyfills"] == [search.IFRAME_WORKER]
+
+
 
 def test_a_broken_formula_fails_the_build_naming_the_page():
     pytest.importorskip("quickjs", reason="quickjs is not installed (run `make test`)")
-    pytest.importorskip("mkdocs", reason="mkdocs is not installed (run `make test`)")
-    import importlib.util
     from types import SimpleNamespace
 
     from mkdocs.exceptions import PluginError
 
     from tests.tooling.sources import DOCS
-    spec = importlib.util.spec_from_file_location("book_hooks", ROOT / "overrides" / "hooks.py")
-    hooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hooks)
+    hooks = _hook("formulas")
     page = SimpleNamespace(file=SimpleNamespace(src_uri="part9/demo.md"))
     good = hooks.render_math('<span class="arithmatex">\\(x^2\\)</span>', page, str(DOCS))
     assert 'class="katex"' in good and "\\(" not in good
@@ -301,11 +354,8 @@ def test_the_build_renders_committed_notebook_outputs_and_reports_stale_ones(tmp
     made from other code are not shown and are reported (which fails the strict build)."""
     pytest.importorskip("mkdocs", reason="mkdocs is not installed (run `make test`)")
     jupytext = pytest.importorskip("jupytext", reason="jupytext is not installed (run `make test`)")
-    import importlib.util
     import json
-    spec = importlib.util.spec_from_file_location("book_hooks", ROOT / "overrides" / "hooks.py")
-    hooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hooks)
+    hooks = _hook("notebooks")
     nb_path = tmp_path / "demo.nb.py"
     nb_path.write_text("# %% [markdown]\n# # 示例\n\n# %%\nprint(1)\n\n# %%\nprint(2)\n", encoding="utf-8")
     out = tmp_path / "demo.nb.out.json"

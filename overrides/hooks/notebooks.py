@@ -1,49 +1,31 @@
-"""MkDocs hooks for the book (listed in mkdocs.yml under `hooks:`).
+"""Notebook pages (docs/<part>/<name>.nb.py, rendered by mkdocs-jupyter, whose internals this module
+patches; tests/test_tooling.py pins the version and fails loudly if those internals change).
 
-- Marks pages that contain a Mermaid diagram, so that overrides/main.html loads the vendored
-  mermaid.min.js on those pages only.
-- Gives notebook pages clean addresses: docs/part1/mnist1d_tour.nb.py is served at part1/mnist1d_tour/
-  (mkdocs-jupyter would use part1/mnist1d_tour.nb/). The `.nb.py` suffix only tells notebooks apart
-  from ordinary Python files.
-- Gives notebook headings the same Chinese-friendly anchors as Markdown pages (pymdownx.slugs): by
-  default mkdocs-jupyter drops every non-ASCII character, so Chinese headings get an empty id and the
-  table of contents links nowhere.
-- Makes the notebook's math script address (mkdocs-jupyter's `custom_mathjax_url`, our local KaTeX)
-  relative to each page, so it works in both editions (directory URLs online, .html files offline).
-- Offline edition: loads the iframe-worker shim (search from file://) from the vendored copy instead of
-  the unpkg.com address Material's offline plugin adds.
-- Rewrites the search index with UTF-8 characters instead of backslash-u escapes: the same index, a third
-  smaller for Chinese text (every reader downloads it on every page).
-- Typesets every formula at build time with the vendored KaTeX (run by QuickJS, so no Node.js is
-  needed): readers download no math JavaScript and see formulas at once, and a formula KaTeX cannot
-  parse fails the build with the page's name. Notebook pages keep KaTeX in the browser (their
-  Markdown cells are rendered by nbconvert, not by pymdownx.arithmatex).
-- Resolves links in notebooks' Markdown cells to other pages ([12.1](reading.md)), as mkdocs does for
-  Markdown pages.
-- Renders each notebook page with the outputs committed beside it (docs/<part>/<name>.nb.out.json,
-  written by `make outputs` and compared with a real run by the tests): the build runs no code. A
-  notebook whose outputs are missing or were made from other code is reported (which fails the strict
-  build) and names the command that refreshes them. With BOOK_EXECUTE_NOTEBOOKS=true the build executes
-  notebooks instead, as it used to (`make bench` measures that path); each runs in its own folder, as
-  Jupyter does, so that it can read the files beside it.
-- Removes the Mermaid loader that nbconvert writes into every notebook page: it imports Mermaid
-  from cdnjs.cloudflare.com. The book's notebooks have no Mermaid cells; diagrams belong in
-  Markdown pages, where the theme renders them with the vendored copy.
+- Clean addresses: docs/part1/mnist1d_tour.nb.py is served at part1/mnist1d_tour/ (mkdocs-jupyter would use
+  part1/mnist1d_tour.nb/). The `.nb.py` suffix only tells notebooks apart from ordinary Python files.
+- Chinese-friendly heading anchors, as on Markdown pages (pymdownx.slugs): by default mkdocs-jupyter drops
+  every non-ASCII character, so Chinese headings get an empty id and the table of contents links nowhere.
+- Links in Markdown cells to other pages ([12.1](reading.md)) are resolved as mkdocs does for Markdown pages.
+- Each page is rendered with the outputs committed beside it (docs/<part>/<name>.nb.out.json, written by
+  `make outputs` and compared with a real run by the tests): the build runs no code. A notebook whose
+  outputs are missing or were made from other code is reported (which fails the strict build) and names
+  the command that refreshes them. With BOOK_EXECUTE_NOTEBOOKS=true the build executes notebooks instead
+  (`make bench` measures that path); each runs in its own folder, as Jupyter does, so that it can read
+  the files beside it.
+- The Mermaid loader that nbconvert writes into every notebook page is removed: it imports Mermaid from
+  cdnjs.cloudflare.com. The book's notebooks have no Mermaid cells; diagrams belong in Markdown pages.
 """
-import html as htmllib
 import importlib
 import json
 import logging
 import os
 import posixpath
 import re
-from functools import lru_cache
 
 from mkdocs.exceptions import PluginError
-from mkdocs.utils import get_relative_url
 
-IFRAME_WORKER = "assets/vendor/iframe-worker/index.js"
 log = logging.getLogger("mkdocs.hooks.book")
+MKDOCS_JUPYTER_VERSION = "0.26.3"  # the version whose internals are patched below
 
 _NB_MERMAID = re.compile(
     r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?mermaid.*?</script>',
@@ -51,16 +33,34 @@ _NB_MERMAID = re.compile(
 )
 
 
+def internals_problems():
+    """What this module relies on in mkdocs-jupyter and nbconvert that is missing or changed (empty when
+    all is as expected). The build refuses to run with a different mkdocs-jupyter."""
+    from importlib.metadata import version
+    problems = []
+    if version("mkdocs-jupyter") != MKDOCS_JUPYTER_VERSION:
+        problems.append(f"mkdocs-jupyter is {version('mkdocs-jupyter')}, but overrides/hooks/notebooks.py "
+                        f"patches the internals of {MKDOCS_JUPYTER_VERSION}")
+    expected = {"mkdocs_jupyter.convert": ["add_anchor_lower_id", "nb2html"],
+                "mkdocs_jupyter.plugin": ["_get_markdown_toc"],
+                "mkdocs_jupyter.nbconvert2": ["jupytext"],
+                "nbconvert.preprocessors": ["ExecutePreprocessor"]}
+    for module, names in expected.items():
+        mod = importlib.import_module(module)
+        problems += [f"{module}.{name} is gone" for name in names if not hasattr(mod, name)]
+    return problems
+
+
 def on_config(config):
-    polyfills = config.extra.get("polyfills")
-    if polyfills:  # set by Material's offline plugin, which runs before this hook
-        config.extra["polyfills"] = [IFRAME_WORKER if "iframe-worker" in str(p) else p for p in polyfills]
     try:
         import markdown
         import mkdocs_jupyter.convert as nb_convert
         import mkdocs_jupyter.plugin as nb_plugin
     except ImportError:  # mkdocs-jupyter not installed: nothing to fix
         return config
+    problems = internals_problems()
+    if problems:
+        raise PluginError("overrides/hooks/notebooks.py: " + "; ".join(problems))
     from defusedxml import ElementTree
     from markdown.extensions.toc import TocExtension
     from nbconvert.filters.strings import html2text
@@ -176,34 +176,6 @@ def on_files(files, config):
     return files
 
 
-_ARITHMATEX = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)
-
-
-@lru_cache(maxsize=None)
-def _katex(docs_dir):
-    import quickjs
-    ctx = quickjs.Context()
-    ctx.eval("var window = globalThis, self = globalThis;")
-    with open(os.path.join(docs_dir, "assets", "vendor", "katex", "katex.min.js"), encoding="utf-8") as f:
-        ctx.eval(f.read())
-    # strict "error": Chinese inside math must go through \text{...} (style guide), or KaTeX refuses
-    return ctx.eval("(tex, display) => katex.renderToString(tex, {displayMode: display, throwOnError: true, strict: 'error'})")
-
-
-def render_math(html, page, docs_dir):
-    def typeset(m):
-        tag, body = m.group(1), htmllib.unescape(m.group(2).strip())
-        display = tag == "div"
-        tex = body[2:-2] if body[:2] in ("\\(", "\\[") else body
-        try:
-            out = _katex(docs_dir)(tex.strip(), display)
-        except Exception as exc:
-            raise PluginError(f"{page.file.src_uri}: KaTeX cannot typeset {tex.strip()[:80]!r}: "
-                              f"{str(exc).splitlines()[0]}") from None
-        return f'<{tag} class="arithmatex">{out}</{tag}>'
-    return _ARITHMATEX.sub(typeset, html)
-
-
 _NB_LINK = re.compile(r'href="(?P<path>[^":#?]+?\.(?:md|nb\.py))(?P<anchor>#[^"]*)?"')
 
 
@@ -221,24 +193,12 @@ def notebook_links(html, page, files):
 
 
 def on_page_content(html, page, config, files):
-    page.meta["has_mermaid"] = '<pre class="mermaid">' in html
     if page.file.src_uri.endswith(".nb.py"):
         html = notebook_links(html, page, files)
-    return render_math(html, page, config["docs_dir"])
+    return html
 
 
 def on_post_page(output, page, config):
     if page.file.src_uri.endswith(".nb.py"):
         output = _NB_MERMAID.sub("", output)
-        math = config["plugins"]["mkdocs-jupyter"].config["custom_mathjax_url"]
-        output = output.replace(f'<script src="{math}">', f'<script src="{get_relative_url(math, page.url)}">')
     return output
-
-
-def on_post_build(config):
-    index = os.path.join(config["site_dir"], "search", "search_index.json")
-    if os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            data = json.load(f)
-        with open(index, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, separators=(",", ":"))
