@@ -66,9 +66,9 @@ def _front_matter(lines: list[str]) -> int:
     return 0
 
 
-def markdown_prose(text: str, first_line: int = 1) -> list[tuple[int, str]]:
-    """(line number, text) of the prose lines of Markdown: fenced code, inline code, HTML comments and link
-    targets are blanked; the front matter is skipped."""
+def markdown_prose(text: str, first_line: int = 1, links: bool = False) -> list[tuple[int, str]]:
+    """(line number, text) of the prose lines of Markdown: fenced code, inline code, HTML comments and (unless
+    `links`) link targets are blanked; the front matter is skipped."""
     text = COMMENT_RE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
     lines = text.splitlines()
     out = []
@@ -85,11 +85,12 @@ def markdown_prose(text: str, first_line: int = 1) -> list[tuple[int, str]]:
             continue
         if line.lstrip().startswith("--8<--"):
             continue
-        out.append((first_line + i, _blank(_blank(_blank(line, INLINE_CODE_RE), LINK_TARGET_RE), URL_RE)))
+        line = _blank(line, INLINE_CODE_RE)
+        out.append((first_line + i, line if links else _blank(_blank(line, LINK_TARGET_RE), URL_RE)))
     return out
 
 
-def notebook_markdown(path: Path) -> list[tuple[int, str]]:
+def notebook_markdown(path: Path, links: bool = False) -> list[tuple[int, str]]:
     """The Markdown cells of a jupytext percent-format notebook, with their line numbers."""
     lines = path.read_text(encoding="utf-8").splitlines()
     cells, current = [], None
@@ -102,16 +103,16 @@ def notebook_markdown(path: Path) -> list[tuple[int, str]]:
             current.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
     out = []
     for first, body in cells:
-        out += markdown_prose("\n".join(body), first)
+        out += markdown_prose("\n".join(body), first, links)
     return out
 
 
-def prose(source: Path, text: str | None = None) -> list[tuple[int, str]]:
+def prose(source: Path, text: str | None = None, links: bool = False) -> list[tuple[int, str]]:
     if is_notebook(source):
         if text is not None:
             raise ValueError("only Markdown pages take replacement text")
-        return notebook_markdown(source)
-    return markdown_prose(source.read_text(encoding="utf-8") if text is None else text)
+        return notebook_markdown(source, links)
+    return markdown_prose(source.read_text(encoding="utf-8") if text is None else text, links=links)
 
 
 # ---------------------------------------------------------------- declarations
