@@ -6,6 +6,10 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   numbers:
+#     sources:
+#       "10%": 10 个类别的随机猜测水平 1/10
+#       "5%": 双侧检验的显著性水平（约定）
 # ---
 
 # %% [markdown]
@@ -14,15 +18,15 @@
 # Greydanus 与 Kobak 的论文《Scaling down deep learning with MNIST-1D》（ICML 2024）用一张表说明，
 # 一个长度只有 40 的一维数据集也能把经典模型拉开差距：逻辑回归 32%、MLP 68%、CNN 94%、GRU 91%；
 # 把序列的 40 个位置打乱以后，CNN 降到 56%，GRU 降到 57%。本页在 2 核 CPU 上复现这张表：
-# 按论文和作者代码搭出四个模型，每个配置用 3 个随机种子训练，把“均值 ± 标准差”和论文的数字并排放在一起，
-# 再逐条解释两者的差距。读完本页，你可以把同样的流程用到任何一张“模型 × 数据”的结果表上。
+# 按论文和作者代码搭出四个模型，每个配置用 3 个随机种子训练，把「均值 ± 标准差」和论文的数字并排放在一起，
+# 再逐条解释两者的差距。读完本页，你可以把同样的流程用到任何一张「模型 × 数据」的结果表上。
 #
 # 本页是一个可以下载的 notebook，它有两种运行方式：
 #
 # - **快速模式**（默认）：构建网站和运行测试时用它，每个模型只训练几百步，几十秒跑完，只证明代码能跑、趋势正确；
 # - **完整模式**：在仓库根目录运行 `make reproduce`（等价于在本页所在目录运行 `BOOK_REPRO=full python mnist1d_benchmark.nb.py`），
 #   按论文的设置训练全部 30 次（5 个模型 × 2 种数据 × 3 个种子，其中一个模型是补充实验），
-#   在本书的 2 核 CPU 上用了约 15 分钟，结果连同出处写进 `results/mnist1d_benchmark.json`。
+#   在本书的 CPU 上（单线程）用了约 <output>15</output> 分钟，结果连同出处写进 `results/mnist1d_benchmark.json`。
 #
 # 页面下半部分的表和曲线都从这个结果文件画出，文件本身由上面的命令生成、提交进仓库，从不手改。
 # 阅读方法见 [12.1 如何精读一篇论文](reading.md)，这里用到的复现方法见 [12.2 复现方法论](methodology.md)。
@@ -49,6 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mnist1d.data import get_dataset_args, make_dataset
+from scipy import stats
 
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -57,18 +62,18 @@ PAPER = {("logistic", "original"): 32, ("mlp", "original"): 68, ("cnn", "origina
          ("logistic", "shuffled"): 32, ("mlp", "shuffled"): 68, ("cnn", "shuffled"): 56, ("gru", "shuffled"): 57}
 MODELS = ("logistic", "mlp", "cnn", "gru")
 DATASETS = ("original", "shuffled")
-EXTRA = ("mlp256",)  # 补充实验：隐藏层 256 维的 MLP（见“差距分析”）
+EXTRA = ("mlp256",)  # 补充实验：隐藏层 256 维的 MLP（见「差距分析」）
 
 # %% [markdown]
 # ## 配置：一处写清所有超参数
 #
-# 论文正文只说了“用 Adam 训练”，具体的数字在作者的训练脚本 `train.py` 里：学习率 $10^{-2}$、批量 100、
+# 论文正文只说了「用 Adam 训练」，具体的数字在作者的训练脚本 `train.py` 里：学习率 $10^{-2}$、批量 100、
 # 不用权重衰减、训练 8000 步、每 250 步在测试集上评估一次。还有一个容易漏掉的细节：
 # 作者按顺序取批，第 $t$ 步用的是第 $(100t \bmod 4000)$ 个样本起的 100 个样本，每一轮（epoch）的批次顺序都一样，
 # 不重新打乱。我们照做，并把这些数字放进一个不可变的 `Config`，结果文件里原样记录它。
 #
 # 随机种子只影响模型的初始化：数据集由 `get_dataset_args()` 里固定的种子生成，取批的顺序也是固定的。
-# 所以下面的标准差衡量的是“换一个初始化，结果会变多少”。
+# 所以下面的标准差衡量的是「换一个初始化，结果会变多少」。
 
 # %%
 MODE = os.environ.get("BOOK_REPRO", "quick")  # quick：快速模式；full：完整复现
@@ -124,9 +129,9 @@ assert torch.equal(data["original"]["y"], data["shuffled"]["y"])
 # - **CNN**：三层一维卷积，每层 25 个通道、步幅 2、填充 1，卷积核长度依次为 5、3、3。
 #   由输出长度公式 $L_{\text{out}} = \lfloor (L + 2p - k)/s \rfloor + 1$，长度依次是 $40 \to 19 \to 10 \to 5$，
 #   展平后 $25 \times 5 = 125$ 维，再接一个线性层；
-# - **GRU**：双向 GRU，每个方向隐藏状态 6 维，把 40 个时间步的输出（$40 \times 12 = 480$ 维）全部展平后接线性层。
+# - **GRU**：双向 GRU，每个方向隐状态 6 维，把 40 个时间步的输出（$40 \times 12 = 480$ 维）全部展平后接线性层。
 #
-# 下面的代码同时检查参数个数与按公式算出的一致。
+# 下面的代码同时检查参数量与按公式算出的一致。
 
 # %%
 class MLP(nn.Module):
@@ -222,7 +227,7 @@ def train(model_name: str, d: dict, seed: int, cfg: Config) -> dict:
 #
 # 每个（模型，数据，种子）组合训练一次。快速模式只训练 200 步、一个种子，所以下面打印的数字远低于论文；
 # 它断言的是即使在这么短的训练里也成立的趋势：准确率远高于 10% 的随机水平，CNN 在原始数据上明显好于打乱后的数据，
-# 而逻辑回归和 MLP 不受打乱影响（它们本来就不认识“相邻”）。
+# 而逻辑回归几乎不受打乱影响（它本来就不认识「相邻」）。
 
 # %%
 # 容差 ±0.15：快速模式的训练结果。换到 ARM 或 GPU 上相当于换了种子：快速模式下 5 个种子的标准差最大 0.036（CNN），3×√2×0.036≈0.15
@@ -248,8 +253,9 @@ if MODE == "quick":  # 短训练的下限（2 核 CPU 上实测见上面的输�
 # ## 记录出处
 #
 # 完整模式把每次运行的结果和出处一起写进结果文件：运行的命令、配置、种子、各软件版本、CPU 型号与线程数、
-# 日期和总耗时。线程数也要记：同一个种子在 1 个线程和 2 个线程下算出的浮点和可能不同（见 12.2），
-# 几千步以后准确率会差出零点几个百分点。
+# 日期和总耗时。线程数也要记：线程数改变求和的顺序，浮点和随之改变（见 [12.2](methodology.md)），
+# 这样的差异在几千步训练中会被放大。本书运行 notebook 时固定了线程数和计算内核（见 [开发环境](../appendix/environment.md)），
+# 所以下面的抽查能逐位重现结果文件中的一行。
 
 # %%
 def cpu_name() -> str:
@@ -297,6 +303,7 @@ results = json.loads(RESULTS.read_text(encoding="utf-8"))
 prov = results["provenance"]
 for key in ("command", "date", "wall_time_s", "torch", "cpu", "torch_threads", "seeds"):
     print(f"{key:>13}: {prov[key]}")
+print(f"{'wall time':>13}: {prov['wall_time_s'] / 60:.0f} min")
 assert prov["mode"] == "full" and len(prov["seeds"]) >= 3
 assert prov["config"] == json.loads(json.dumps(asdict(FULL))), "结果文件不是当前代码的完整设置跑出来的：请重跑"
 
@@ -320,14 +327,18 @@ spot = train("logistic", data["original"], seed0, Config(**prov["config"]))
 print(f"spot check logistic seed {seed0}: rerun {spot['test_acc']:.3f}, file {committed['test_acc']:.3f}, "
       f"identical: {spot['curve'] == committed['curve']}")
 assert abs(spot["test_acc"] - committed["test_acc"]) <= max(3 * ours["logistic", "original"].std(ddof=1) / 100, 0.01)
+if device.type == "cpu" and os.environ.get("MKL_CBWR") and prov["torch_threads"] == torch.get_num_threads() == 1:
+    assert spot["curve"] == committed["curve"]  # 本书固定的数值设置下（见开发环境）：逐位相同
 
 # %% [markdown]
-# 下表把论文的数字和我们 3 个种子的结果并排。“本书”是最后一步（第 8000 步）的测试准确率，均值 ± 样本标准差（分母 $n-1$）；
-# 测试集有 1000 个样本，准确率只能是 0.1% 的整数倍。“判定”用 [12.2](methodology.md) 的规则：
-# 差 $d$ = 本书均值 − 论文数字，容差 $\tau = \max(2s\sqrt{1/n + 1/m},\ 0.5)$，$n = 3$ 是我们的种子数，
-# 论文没说跑了几次，取 $m = 1$；0.5 是论文只给整数带来的舍入误差。$|d| \le \tau$ 判为“一致”，否则按符号判为“偏高”或“偏低”。
-# “最高点”是每个种子在 33 个评估点中最高的测试准确率（曲线最高点）的均值，只用来分析差距，不能当作结果报告。
-# 带 * 的 MLP-256 是补充实验：隐藏层 256 维、其余与 MLP 相同，不在论文表中，原因见“差距分析”。
+# 下表把论文的数字和我们 3 个种子的结果并排。「本书」是最后一步（第 8000 步）的测试准确率，均值 ± 样本标准差（分母 $n-1$）；
+# 测试集有 1000 个样本，准确率只能是 0.1% 的整数倍。「判定」用 [12.2](methodology.md) 的规则：
+# 差 $d$ = 本书均值 − 论文数字，容差 $\tau = \max(t_{0.975,\,n-1}\, s\sqrt{1/n + 1/m},\ 0.5)$，$n = 3$ 是我们的种子数，
+# $t_{0.975,\,n-1}$ 是自由度 $n - 1$ 的学生 t 分布的 97.5% 分位数（双侧 5% 检验的临界值，$n = 3$ 时为 4.30），
+# 论文没说跑了几次，取 $m = 1$；0.5 是论文只给整数带来的舍入误差。$|d| \le \tau$ 判为「一致」，否则按符号判为「偏高」或「偏低」。
+# 只有 3 个种子时临界值是 4.30 而不是 2，容差很宽：「一致」只说明差距不比种子波动大，不说明两者相同。
+# 「最高点」是每个种子在 33 个评估点中最高的测试准确率（曲线最高点）的均值，只用来分析差距，不能当作结果报告。
+# 带 * 的 MLP-256 是补充实验：隐藏层 256 维、其余与 MLP 相同，不在论文表中，原因见「差距分析」。
 
 # %%
 def show(markdown_text: str) -> None:
@@ -345,8 +356,13 @@ def show(markdown_text: str) -> None:
 def verdict(values: np.ndarray, paper: float, m: int = 1, decimals: int = 0) -> tuple[str, float, float]:
     """12.2 的比较规则：返回（判定，差，容差）。"""
     d = values.mean() - paper
-    tol = max(2 * values.std(ddof=1) * np.sqrt(1 / len(values) + 1 / m), 0.5 * 10 ** -decimals)
+    t_crit = stats.t.ppf(0.975, len(values) - 1)  # 学生 t 分布的临界值，自由度 n - 1
+    tol = max(t_crit * values.std(ddof=1) * np.sqrt(1 / len(values) + 1 / m), 0.5 * 10 ** -decimals)
     return ("一致" if abs(d) <= tol else "偏高" if d > 0 else "偏低"), d, tol
+
+
+n_seeds = len(prov["seeds"])
+print(f"n = {n_seeds} seeds: 0.975 quantile of t with {n_seeds - 1} degrees of freedom = {stats.t.ppf(0.975, n_seeds - 1):.2f}")
 
 
 best = {}  # (模型，数据) -> 各种子曲线最高点（%）
@@ -366,6 +382,9 @@ for dataset in DATASETS:
                     f"| {v.mean():.1f}% ± {v.std(ddof=1):.1f} | {d:+.1f} / {tol:.1f} | {judged[key]} "
                     f"| {b.mean():.1f}% ± {b.std(ddof=1):.1f} |")
 show("\n".join(rows))
+agree = [k for k in PAPER if judged[k] == "一致"]  # 只数论文表中的 8 个数字（不含补充实验）
+print(f"{len(agree)} of the paper's {len(PAPER)} numbers agree; not agreeing: "
+      f"{[(NAMES[m], d, judged[m, d]) for m, d in PAPER if judged[m, d] != '一致']}")
 
 # %% [markdown]
 # ## 训练曲线
@@ -396,31 +415,35 @@ plt.show()
 #
 # 按 [12.2](methodology.md) 的排查清单逐行看。数据（清单第 1 项）与论文相同：`make_dataset(get_dataset_args())`
 # 生成的就是论文的 4000 / 1000 个样本；指标（第 2 项）都是测试集准确率。剩下的差距来自第 3 项（报告哪一步）、
-# 第 4 项（藏在代码里的超参数）和第 5、6 项（波动与舍入）。下面引用的数字都来自上表，紧跟着的代码断言了每一条说法。
+# 第 4 项（藏在代码里的超参数）和第 5、6 项（波动与舍入）。下面引用的数字都来自上表和紧跟着的代码输出，
+# 代码断言了每一条说法。
 #
 # **逻辑回归：一致。** 31.5% 对 32%，差 −0.5，恰好在论文整数的舍入范围内。3 个种子的结果完全相同（标准差 0.0），
 # 打乱后也完全相同：逻辑回归的损失是凸函数，不同的初始化被训练到同一个解；打乱输入位置只是重排了
-# $\mathbf{W}$ 的列，对应的解也只是重排。曲线最高点 32.8% 出现在训练早期，之后有轻微的过拟合。
+# $\mathbf{W}$ 的列，对应的解也只是重排。曲线最高点 32.8% 出现在训练早期（前 2000 步），之后有轻微的过拟合。
 #
-# **CNN、GRU（原始数据）和 CNN（打乱）：一致。** 94.2% 对 94%、91.4% 对 91%、57.2% 对 56%，差都在容差以内。
-# 打乱后 CNN 的标准差最大（1.8）：失去空间结构以后，结果更依赖初始化。
+# **CNN、GRU（原始数据）和 CNN（打乱）：一致，而且很接近。** 94.0% 对 94%、91.4% 对 91%、56.3% 对 56%，
+# 差都不到 1 个百分点。
 #
-# **MLP：偏低 3.7 和 2.6 个百分点，原因是隐藏层宽度。** 按作者 `models.py` 里 `MLPBase` 的默认值，
-# 我们的 MLP 隐藏层是 100 维（与 12.1 的参数量 15210 对应）；但作者的 `get_model_args()` 里还有一个
-# `hidden_size = 256`。补充实验 MLP-256（带 * 的行）把隐藏层换成 256 维、其余不变，原始数据上得到 69.5% ± 1.4，
-# 打乱后 68.0% ± 2.1，都与论文的 68% 一致。所以论文的 MLP 很可能是用 `hidden_size = 256` 搭的——
-# 这正是清单第 4 项“藏在代码里的超参数”：论文正文写的是“MLP”，决定结果的数字只在代码里。
-# 我们仍把 100 维的结果放在正文的行里，因为这是按作者模型代码的默认值能直接得到的；判断依据和补充实验都写在这里，
-# 读者可以自己下结论。
+# **MLP：原始数据上偏低，打乱后判为一致，但两行其实是同一个实验。** 按作者 `models.py` 里 `MLPBase` 的默认值，
+# 我们的 MLP 隐藏层是 100 维（与 12.1 的参数量 15210 对应）。原始数据上 66.0% ± 0.3，比论文低 2.0 个百分点，
+# 超出容差 1.6，判为偏低；打乱后 65.2% ± 1.9，差 −2.8，但这一行的标准差大，容差放宽到 9.7，判为一致。
+# 对 MLP 来说，打乱输入位置等于重排第一层权重 $\mathbf{W}_1$ 的列，而 PyTorch 的默认初始化对每个元素独立同分布，
+# 所以原始数据和打乱数据上的训练是同一个随机实验，准确率的分布完全相同（下一节用检验确认两行的均值没有显著差别）。
+# 同一个实验的两行，标准差一个 0.3、一个 1.9，相差 <output>6</output> 倍：$n = 3$ 时，标准差本身就估计得很粗，
+# 容差随之忽宽忽窄，两行的判定也就不同。把两行的 <output>6</output> 次运行合在一起看更可靠：它们全部低于论文的 68%，最高 66.7%。
 #
-# MLP 的两行还给了我们一个免费的“种子波动”测量：对 MLP 来说，打乱输入位置等于重排第一层权重 $\mathbf{W}_1$ 的列，
-# 而 PyTorch 的默认初始化对每个元素独立同分布，所以原始数据和打乱数据上的训练是同一个随机实验，
-# 准确率的分布完全相同。两行均值仍相差 1.1 个百分点（64.3% 对 65.4%），这就是 3 个种子的均值本身的波动。
+# 作者的 `get_model_args()` 里还有一个 `hidden_size = 256`。补充实验 MLP-256（带 * 的行）把隐藏层换成 256 维、
+# 其余不变，原始数据上 69.1% ± 1.1，打乱后 67.7% ± 0.8，都判为一致；它的 <output>6</output> 次运行在 67.0% 到 70.2% 之间，
+# 分布在 68% 的两侧。所以论文的 MLP 可能是用 `hidden_size = 256` 搭的——这正是清单第 4 项「藏在代码里的超参数」：
+# 论文正文写的是「MLP」，决定结果的数字只在代码里。我们仍把 100 维的结果放在正文的行里，因为这是按作者模型代码的
+# 默认值能直接得到的；判断依据和补充实验都写在这里，读者可以自己下结论。
 #
-# **GRU（打乱）：偏低 5.2 个百分点，原因是报告哪一步。** 右图中这条曲线的训练损失一直在下降，
+# **GRU（打乱）：判为一致，但 3 个种子都低于论文，原因很可能是报告哪一步。** 53.0% ± 1.1 对 57%，差 −4.0，
+# 在容差 5.4 以内；不过 3 个种子（54.2%、52.1%、52.7%）都低于 57%。右图中这条曲线的训练损失一直在下降，
 # 测试准确率却在前 3000 步内达到最高、之后回落：GRU 在打乱的序列上过拟合了。3 个种子曲线最高点的均值是 56.2%，
-# 与论文的 57% 一致；第 8000 步只剩 51.8%。作者的 `train.py` 每 250 步记录一次测试准确率，论文没有说表中用的是哪一步
-# （12.1 笔记的“仍然未知”）。如果论文取的是曲线的最高点，或是更早停止的一次训练，差距就不存在。
+# 离论文的 57% 更近；第 8000 步只剩 53.0%。作者的 `train.py` 每 250 步记录一次测试准确率，论文没有说表中用的是哪一步
+# （12.1 笔记的「仍然未知」）。如果论文取的是曲线的最高点，或是更早停止的一次训练，差距就会缩小。
 # 我们坚持报告最后一步：用测试集挑最高点等于拿测试集选模型，得到的数字偏高。
 #
 # **其他差别。** 作者的训练循环是 `range(total_steps + 1)`，比我们多更新 1 步；
@@ -436,35 +459,71 @@ def best_step(curve: dict) -> int:
     return curve["step"][int(np.argmax(curve["test_acc"]))]
 
 
+for key in [("mlp", "original"), ("mlp", "shuffled"), ("mlp256", "original"), ("mlp256", "shuffled"), ("gru", "shuffled")]:
+    print(f"{NAMES[key[0]]:>8} {key[1]:>8}: " + ", ".join(f"{a:.1f}%" for a in ours[key]))
+mlp_runs, mlp256_runs = (np.concatenate([ours[m, d] for d in DATASETS]) for m in ("mlp", "mlp256"))
+std_ratio = ours["mlp", "shuffled"].std(ddof=1) / ours["mlp", "original"].std(ddof=1)
+print(f"MLP: {len(mlp_runs)} runs, max {mlp_runs.max():.1f}%; std ratio shuffled / original {std_ratio:.0f}")
+print(f"MLP-256: {len(mlp256_runs)} runs, from {mlp256_runs.min():.1f}% to {mlp256_runs.max():.1f}%")
+
 assert judged["logistic", "original"] == judged["logistic", "shuffled"] == "一致"
 assert ours["logistic", "original"].std() == 0 and np.array_equal(ours["logistic", "original"], ours["logistic", "shuffled"])
 assert all(best_step(c) <= 2000 for c in curves_of("logistic", "original"))
-assert all(judged[k] == "一致" for k in [("cnn", "original"), ("gru", "original"), ("cnn", "shuffled")])
-assert max(PAPER, key=lambda k: ours[k].std(ddof=1)) == ("cnn", "shuffled")
-assert judged["mlp", "original"] == judged["mlp", "shuffled"] == "偏低"
+close = [("cnn", "original"), ("gru", "original"), ("cnn", "shuffled")]
+assert all(judged[k] == "一致" and abs(ours[k].mean() - PAPER[k]) < 1 for k in close)
+assert judged["mlp", "original"] == "偏低" and judged["mlp", "shuffled"] == "一致"
+assert round(std_ratio) == 6 and (mlp_runs < PAPER["mlp", "original"]).all()
 assert judged["mlp256", "original"] == judged["mlp256", "shuffled"] == "一致"
-assert abs(ours["mlp", "original"].mean() - ours["mlp", "shuffled"].mean()) < 2
+assert mlp256_runs.min() < PAPER["mlp", "original"] < mlp256_runs.max()
 gru_shuffled = curves_of("gru", "shuffled")
-assert judged["gru", "shuffled"] == "偏低" and verdict(best["gru", "shuffled"], PAPER["gru", "shuffled"])[0] == "一致"
+assert judged["gru", "shuffled"] == "一致" and (ours["gru", "shuffled"] < PAPER["gru", "shuffled"]).all()
+assert abs(best["gru", "shuffled"].mean() - PAPER["gru", "shuffled"]) < abs(ours["gru", "shuffled"].mean() - PAPER["gru", "shuffled"])
 assert all(best_step(c) <= 3000 for c in gru_shuffled)
 assert all(c["train_loss"][-1] < c["train_loss"][c["step"].index(3000)] for c in gru_shuffled)
+assert len(agree) == 7 and [k for k in PAPER if k not in agree] == [("mlp", "original")]
 print("差距分析的每一条说法都与结果文件相符")
+
+# %% [markdown]
+# ## 打乱位置的作用
+#
+# 论文用打乱的数据集说明 CNN 和 GRU 的优势来自空间结构。这是一个消融实验（见 [12.2](methodology.md)）：
+# 打乱只去掉了相邻位置之间的关系，样本和标签都不变。下面算出每个模型打乱后测试准确率的变化（打乱 − 原始，百分点），
+# 并用 12.2 介绍的 Welch t 检验判断 MLP 的变化是不是种子波动。
+#
+# GRU 跌落最多（38.4 个百分点），CNN 其次（37.7），两者相差不到 1 个百分点。逻辑回归的结果逐位不变。
+# MLP 的均值变了 −0.8 个百分点，但 Welch t 检验的 p 值是 0.54：这点变化完全可以由种子波动解释。
+# 这正是上一节的结论——对 MLP 来说两者本来就是同一个随机实验。
+
+# %%
+drop = {m: ours[m, "shuffled"].mean() - ours[m, "original"].mean() for m in MODELS}  # 论文表中的 4 个模型
+for m in sorted(MODELS, key=drop.get):
+    print(f"{NAMES[m]:>6}: {drop[m]:+.1f} points")
+mlp_test = stats.ttest_ind(ours["mlp", "shuffled"], ours["mlp", "original"], equal_var=False)
+print(f"MLP shuffled vs original: Welch t = {mlp_test.statistic:.2f}, df = {mlp_test.df:.2f}, p = {mlp_test.pvalue:.2f}")
+print(f"GRU drops {drop['cnn'] - drop['gru']:.1f} points more than CNN")
+assert sorted(MODELS, key=drop.get)[:2] == ["gru", "cnn"]        # GRU 跌落最多，CNN 其次
+assert 0 < drop["cnn"] - drop["gru"] < 1                          # 两者相差不到 1 个百分点
+assert np.array_equal(ours["logistic", "original"], ours["logistic", "shuffled"])  # 逻辑回归逐位不变
+assert mlp_test.pvalue > 0.05                                     # MLP 的变化是种子波动
 
 # %% [markdown]
 # ## 小结
 #
 # - 复现一张表，先把论文里的数字、作者代码里的超参数和数据生成方式写进代码，再谈比较；
-# - 论文表的 8 个数字中，6 个在容差内复现；MLP 的两行偏低，是因为论文很可能用了代码里 256 维的隐藏层
-#   （补充实验与论文一致）；打乱数据上的 GRU 偏低，是因为我们报告最后一步，而它的曲线最高点与论文一致；
-# - 每个配置至少 3 个种子，报告均值 ± 标准差；本页的种子只改变初始化，标准差衡量的是初始化带来的波动；
-# - 空间结构是 CNN 的优势来源：打乱位置后 CNN 跌落最多，而逻辑回归和 MLP 完全不受影响；
+# - 论文表的 8 个数字中，<output>7</output> 个判为一致；原始数据上的 MLP 偏低 2.0 个百分点，
+#   而 256 维隐藏层的补充实验与论文一致，论文的 MLP 可能用了代码里的 `hidden_size = 256`；
+#   打乱数据上的 GRU 虽判为一致，3 个种子却都低于论文，它的曲线最高点离论文更近，差别可能在于报告哪一步；
+# - 每个配置至少 3 个种子，报告均值 ± 标准差；$n = 3$ 时比较要用 t 临界值（4.30），容差很宽，
+#   标准差本身也估计得很粗（同一个实验的 MLP 两行：0.3 与 1.9）；
+# - 空间结构是 CNN 和 GRU 的优势来源：打乱位置后 GRU 跌落 38.4 个百分点、CNN 跌落 37.7；
+#   逻辑回归的结果逐位不变，MLP 的 −0.8 是种子波动（Welch t 检验 p = 0.54）；
 # - 结果文件记录命令、版本、CPU、线程数、日期和耗时，页面从文件生成，任何人都能重跑并对照。
 #
 # ## 练习
 #
 # 1. 把 `Config` 的 `seeds` 改成 5 个种子重跑完整模式，标准差的估计变了多少？哪些行的结论会改变？
 # 2. 把 `train` 里的按顺序取批改成每轮随机打乱（`torch.randperm`），MLP 和 GRU 的准确率有什么变化？
-#    这说明复现时“照抄作者代码的细节”有多重要？
+#    这说明复现时「照抄作者代码的细节」有多重要？
 # 3. 去掉 `MLP` 中的跳跃连接，在原始数据上重新训练，它离论文的 68% 更近还是更远？
 #
 # ## 参考文献
