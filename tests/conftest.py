@@ -117,3 +117,29 @@ def built_site(tmp_path_factory) -> dict:
                 info = _build(shared / "site")
                 record.write_text(json.dumps(info), encoding="utf-8")
     return info | {"dir": Path(info["dir"])}
+
+
+def browser_unavailable(reason: str):
+    """Browser tests fail where a browser is required (BOOK_REQUIRE_BROWSER=1, as in CI), else skip."""
+    if os.environ.get("BOOK_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser tests are required here (BOOK_REQUIRE_BROWSER=1) but {reason}", pytrace=False)
+    pytest.skip(f"browser tests skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium per test process (Playwright's sync API runs once per thread)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        browser_unavailable("playwright is not installed (run `make test`)")
+    from tests.tooling.browser import CHROMIUM_ARGS, chromium_executable
+    executable = chromium_executable()
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except Exception as exc:  # no Debian chromium and no Playwright-downloaded one
+            browser_unavailable(f"no Chromium could be started ({str(exc).splitlines()[0]}); "
+                                "install Debian's `chromium` package")
+        yield b
+        b.close()

@@ -4,7 +4,6 @@ buttons, a phone-sized viewport, Chinese search, dark mode, screenshots, and the
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -13,43 +12,18 @@ import pytest
 
 from tests.tooling.sources import DOCS, NOTEBOOK_SUFFIX, notebook_files, page_files, rel
 from tests.tooling import browser as browser_module
-from tests.tooling.browser import CHROMIUM_ARGS, OPEN_SHADOW_ROOTS, RENDERED, chromium_executable, page_url
+from tests.tooling.browser import CHROMIUM_ARGS, RENDERED, chromium_executable, page_url
 from tests.tooling.siteserver import serve
+from tests.conftest import browser_unavailable
 
 pytestmark = pytest.mark.browser
 PAGES = page_files() + notebook_files()
-REQUIRED = os.environ.get("BOOK_REQUIRE_BROWSER") == "1"
-
-
-def _unavailable(reason: str):
-    if REQUIRED:
-        pytest.fail(f"browser tests are required here (BOOK_REQUIRE_BROWSER=1) but {reason}", pytrace=False)
-    pytest.skip(f"browser tests skipped: {reason}")
-
-
 @pytest.fixture(scope="session")
 def server(built_site):
     if built_site["returncode"] != 0:
-        _unavailable("the site did not build (see test_build_is_strict_and_clean)")
+        browser_unavailable("the site did not build (see test_build_is_strict_and_clean)")
     with serve(built_site["dir"]) as url:
         yield url
-
-
-@pytest.fixture(scope="session")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (run `make test`)")
-    executable = chromium_executable()
-    with sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        except Exception as exc:  # no Debian chromium and no Playwright-downloaded one
-            _unavailable(f"no Chromium could be started ({str(exc).splitlines()[0]}); "
-                         "install Debian's `chromium` package")
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +87,6 @@ def open_page(browser, server, url: str, viewport=None, color_scheme="light"):
             r.abort()
 
     context.route("**/*", route)
-    context.add_init_script(OPEN_SHADOW_ROOTS)
     page = context.new_page()
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -133,40 +106,49 @@ def _lines(text: str) -> list[str]:
     return [line.rstrip() for line in text.splitlines() if line.strip()]
 
 
+def _click_and_read(page, button) -> str:
+    """Click a copy button as a reader does and return what reached the clipboard."""
+    page.evaluate("() => navigator.clipboard.writeText('')")
+    button.click()
+    page.wait_for_function("async () => (await navigator.clipboard.readText()) !== ''", timeout=5000)
+    return page.evaluate("() => navigator.clipboard.readText()")
+
+
 def _copy_problems(page, source) -> list[str]:
     """Every code block has a copy button, except wrong code (shown in a failure admonition, marked not to
     run); and the Python that the copy buttons yield, button by button, is exactly the code the page test
-    runs, in the same order: a reader who copies every block from the top runs what the tests ran."""
+    (or, on a notebook page, the notebook run) runs, in the same order: a reader who copies every block from
+    the top runs what the tests ran. Closed 完整脚本 boxes are opened first, as a reader would."""
+    from tests.tooling.sources import expand_page, notebook_cells, python_blocks
     where = rel(source)
-    blocks = page.evaluate(COPYABLE)
-    expected, wrong = [], 0
-    if not source.name.endswith(NOTEBOOK_SUFFIX):  # notebook cells have no copy buttons (the page offers a download)
-        from tests.tooling.sources import expand_page, python_blocks
+    page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true })")
+    if source.name.endswith(NOTEBOOK_SUFFIX):  # mkdocs-jupyter's own button on every code cell
+        expected, wrong, problems = [c.code for c in notebook_cells(source)], 0, []
+        buttons = page.locator(".jupyter-wrapper .jp-CodeCell clipboard-copy")
+        python = list(range(buttons.count()))
+    else:
+        expected, wrong = [], 0
         for block in python_blocks(expand_page(source)):
             if block.skip_reason:
                 wrong += 1
             else:
                 expected.append(block.code)
-    missing = [i for i, b in enumerate(blocks) if not b["button"] and not b["python"]]
-    problems = [f"{where}: code blocks {missing} have no copy button"] if missing else []
-    without = sum(1 for b in blocks if b["python"] and not b["button"])
-    if without != wrong:
-        problems.append(f"{where}: {without} Python blocks have no copy button, but {wrong} are marked not to run")
-    buttons = page.locator('.md-typeset div.highlight pre button[data-md-type="copy"], '
-                           '.md-typeset div.highlight pre button.md-clipboard')
-    copied = []
-    for i, b in enumerate(blocks):
-        if not b["button"]:
-            continue
-        index = sum(1 for x in blocks[:i] if x["button"])
-        if b["python"]:
-            buttons.nth(index).dispatch_event("click")  # also the ones inside a closed 完整脚本 box
-            copied.append(page.evaluate("() => navigator.clipboard.readText()"))
+        blocks = page.evaluate(COPYABLE)
+        missing = [i for i, b in enumerate(blocks) if not b["button"] and not b["python"]]
+        problems = [f"{where}: code blocks {missing} have no copy button"] if missing else []
+        without = sum(1 for b in blocks if b["python"] and not b["button"])
+        if without != wrong:
+            problems.append(f"{where}: {without} Python blocks have no copy button, but {wrong} are marked not to run")
+        buttons = page.locator('.md-typeset div.highlight pre button[data-md-type="copy"], '
+                               '.md-typeset div.highlight pre button.md-clipboard')
+        with_button = [b for b in blocks if b["button"]]
+        python = [i for i, b in enumerate(with_button) if b["python"]]
+    copied = [_click_and_read(page, buttons.nth(i)) for i in python]
     if len(copied) != len(expected):
-        problems.append(f"{where}: the copy buttons offer {len(copied)} Python blocks, the page test runs {len(expected)}")
+        problems.append(f"{where}: the copy buttons offer {len(copied)} Python blocks, the tests run {len(expected)}")
     for n, (got, want) in enumerate(zip(copied, expected), 1):
         if _lines(got) != _lines(want):
-            problems.append(f"{where}: copy button of Python block {n} yields other code than the page test runs:\n"
+            problems.append(f"{where}: copy button of Python block {n} yields other code than the tests run:\n"
                             + "\n".join(difflib.unified_diff(_lines(want), _lines(got), "runs", "copied",
                                                            lineterm="", n=1)))
     return problems
@@ -189,10 +171,21 @@ def test_page_renders_offline(browser, server, source, unchanged):
           math: document.querySelectorAll('.arithmatex').length,
           rawMath: [...document.querySelectorAll('.arithmatex')].filter(el => !el.querySelector('.katex'))
                      .map(el => el.textContent.slice(0, 80)),
-          diagrams: document.querySelectorAll('.mermaid').length,
-          undrawn: [...document.querySelectorAll('.mermaid')]
-                     .filter(el => el.tagName === 'PRE' || !(el.shadowRoot && el.shadowRoot.querySelector('svg g'))
-                                   || /Syntax error/i.test(el.shadowRoot.textContent)).length,
+          diagrams: document.querySelectorAll('.diagram').length,
+          undrawn: [...document.querySelectorAll('.diagram')].filter(el => !el.querySelector(':scope > svg g text'))
+                     .length,
+          leftover: document.querySelectorAll('.mermaid').length,
+          mermaid: [typeof window.mermaid !== 'undefined' ? 'window.mermaid' : null,
+                    ...performance.getEntriesByType('resource').map(e => e.name).filter(u => /mermaid/i.test(u))]
+                     .filter(Boolean),
+          // what a reader gets by selecting the whole diagram: its labels, as text
+          diagramText: [...document.querySelectorAll('.diagram svg')].map(svg => {
+            const sel = getSelection();
+            sel.selectAllChildren(svg);
+            const text = sel.toString();
+            sel.removeAllRanges();
+            return text;
+          }),
           notebookRawMath: [...document.querySelectorAll('.jupyter-wrapper .jp-RenderedMarkdown')]
                      .map(el => el.innerText).filter(t => /\\$[^$]+\\$/.test(t)).map(t => t.slice(0, 80)),
         })""")
@@ -205,13 +198,29 @@ def test_page_renders_offline(browser, server, source, unchanged):
     assert not errors, f"{where}: console errors: {errors}"
     assert not report["rawMath"], f"{where}: formulas not rendered: {report['rawMath']}"
     assert not report["notebookRawMath"], f"{where}: notebook formulas not rendered: {report['notebookRawMath']}"
-    assert not report["undrawn"], f"{where}: {report['undrawn']} of {report['diagrams']} Mermaid diagrams not drawn"
+    assert not report["mermaid"], f"{where}: the page loads Mermaid: {report['mermaid']}"
+    assert not report["leftover"], f"{where}: {report['leftover']} Mermaid fences were not replaced by their SVG"
+    assert not report["undrawn"], f"{where}: {report['undrawn']} of {report['diagrams']} diagram boxes have no SVG text"
     source_text = source.read_text(encoding="utf-8")
-    if "```mermaid" in source_text:
-        assert report["diagrams"] > 0, f"{where}: the page has a Mermaid fence but no diagram element"
+    fences = diagram_fences([source]) if not source.name.endswith(NOTEBOOK_SUFFIX) else []
+    assert report["diagrams"] == len(fences), \
+        f"{where}: {len(fences)} Mermaid fences but {report['diagrams']} inline diagrams"
+    for fence, text in zip(fences, report["diagramText"]):
+        missing = [label for label in _labels(fence.source) if label not in re.sub(r"\s", "", text)]
+        assert not missing, f"{fence.where}: labels not selectable as text in the diagram: {missing}"
     if "$" in source_text and not source.name.endswith(NOTEBOOK_SUFFIX):
         assert report["math"] > 0, f"{where}: the page has formulas but none reached the browser"
     unchanged.passed()
+
+
+def diagram_fences(pages):
+    from tests.tooling.diagrams import fences
+    return fences(pages)
+
+
+def _labels(source: str) -> list[str]:
+    """The quoted labels of a Mermaid source as a reader sees them: without markup and white space."""
+    return [re.sub(r"<[^>]*>|\s", "", label) for label in re.findall(r'"([^"]+)"', source)]
 
 
 @pytest.mark.parametrize("source", PAGES, ids=rel)
@@ -235,12 +244,20 @@ def test_page_fits_a_phone(browser, server, source, unchanged):
             }
             return true;
           }).slice(0, 5).map(el => el.tagName.toLowerCase() + '.' + [...el.classList].join('.') + ': ' + (el.textContent || '').trim().slice(0, 40));
-          return { scrollWidth: document.documentElement.scrollWidth, width, wide };
+          // a diagram keeps its natural width (text not shrunk) and scrolls inside its box, which fits the page
+          const diagrams = [...document.querySelectorAll('.diagram')].map(box => {
+            const svg = box.querySelector(':scope > svg');
+            return { id: svg && svg.id, fits: box.getBoundingClientRect().right <= width + 1,
+                     scrolls: getComputedStyle(box).overflowX === 'auto',
+                     natural: !!svg && Math.abs(svg.getBoundingClientRect().width - svg.width.baseVal.value) < 1 };
+          }).filter(d => !(d.fits && d.scrolls && d.natural));
+          return { scrollWidth: document.documentElement.scrollWidth, width, wide, diagrams };
         }""")
     finally:
         context.close()
     assert report["scrollWidth"] <= report["width"] and not report["wide"], \
         f"{rel(source)}: scrolls sideways on a phone ({report['scrollWidth']} > {report['width']} px): {report['wide']}"
+    assert not report["diagrams"], f"{rel(source)}: diagrams that shrink or do not scroll in their box: {report['diagrams']}"
     unchanged.passed()
 
 
@@ -272,6 +289,22 @@ def search(page, query: str) -> list[str]:
 
 
 SEARCH_QUERIES = ["反向传播", "卷积", "注意力"]
+
+
+def test_the_search_index_loads_only_when_search_is_used(browser, server):
+    """A reader who never searches does not download search_index.json (assets/javascripts/lazy-search.js);
+    the first use of the search box loads it, and search works."""
+    context, page, offsite, errors = open_page(browser, server, "part2/backprop/")
+    try:
+        loaded = "() => performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('search_index'))"
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(500)
+        assert not page.evaluate(loaded), f"the search index was requested before any search: {page.evaluate(loaded)}"
+        assert search(page, "反向传播"), "no result after the index was loaded"
+        assert any(u.endswith("search/search_index.json") for u in page.evaluate(loaded))
+    finally:
+        context.close()
+    assert not errors, f"console errors: {errors}"
 
 
 @pytest.fixture(scope="module")
@@ -329,6 +362,40 @@ def test_dark_mode_toggle_keeps_figures_legible(browser, server, source, unchang
         assert fig["loaded"], f"{rel(source)}: figure {fig['src']} did not load"
         assert fig["background"] == "rgb(255, 255, 255)", \
             f"{rel(source)}: figure {fig['src']} has no light background in dark mode ({fig['background']})"
+    unchanged.passed()
+
+
+def _with_diagrams():
+    return [s for s in page_files() if "```mermaid" in s.read_text(encoding="utf-8")]
+
+
+@pytest.mark.parametrize("source", _with_diagrams()[:2], ids=rel)
+def test_dark_mode_toggle_keeps_diagrams_legible(browser, server, source, unchanged):
+    """In dark mode a diagram keeps its white box, and its labels stay dark on it (contrast at least 4.5)."""
+    if unchanged(page_url(source)):
+        return
+    context, page, offsite, errors = open_page(browser, server, page_url(source))
+    try:
+        page.wait_for_function(RENDERED, timeout=15000)
+        page.locator("label[title='切换到深色模式']").first.click()
+        page.wait_for_function("() => document.body.getAttribute('data-md-color-scheme') === 'slate'", timeout=5000)
+        boxes = page.evaluate("""() => [...document.querySelectorAll('.diagram')].map(box => ({
+            background: getComputedStyle(box).backgroundColor,
+            fills: [...new Set([...box.querySelectorAll('svg text')].map(t => getComputedStyle(t).fill))] }))""")
+    finally:
+        context.close()
+    assert boxes, f"{rel(source)}: no diagram on the page"
+
+    def luminance(rgb):
+        channels = [int(c) / 255 for c in re.findall(r"\d+", rgb)[:3]]
+        return sum(w * (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4)
+                   for w, c in zip((0.2126, 0.7152, 0.0722), channels))
+    for box in boxes:
+        assert box["background"] == "rgb(255, 255, 255)", \
+            f"{rel(source)}: a diagram has no white box in dark mode ({box['background']})"
+        low = [fill for fill in box["fills"] if 1.05 / (luminance(fill) + 0.05) < 4.5]
+        assert not low, f"{rel(source)}: diagram labels too light on the white box in dark mode: {low}"
+    assert not errors, errors
     unchanged.passed()
 
 

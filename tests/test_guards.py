@@ -250,13 +250,36 @@ def test_site_loads_nothing_from_off_site(built_site):
     assert not found, "the built site fetches from off the site:\n  " + "\n  ".join(sorted(set(found))[:30])
 
 
-def test_mermaid_loaded_only_where_needed(built_site):
+def test_every_diagram_has_a_current_svg():
+    """Each ```mermaid fence has its SVG in docs/<part>/diagrams/, rendered from exactly this source by the
+    current renderer, and no SVG is left without its fence (compares recorded hashes: no browser)."""
+    from tests.tooling.diagrams import problems
+    found = problems()
+    assert not found, "Mermaid diagrams and their committed SVGs disagree:\n  " + "\n  ".join(found)
+
+
+def test_diagrams_are_inline_svg_and_no_page_loads_mermaid(built_site):
+    """Every fence arrives as an inline <svg> in a .diagram box; no page loads Mermaid or keeps an element
+    that Material would load it for (.mermaid)."""
+    from tests.tooling.diagrams import fences
     site: Path = built_site["dir"]
+    expected = {}
+    for fence in fences():
+        expected[fence.page] = expected.get(fence.page, 0) + 1
+    problems = []
+    for page in page_files():
+        rel_dir = page.relative_to(DOCS).as_posix()[:-3]
+        html_file = site / ("" if rel_dir == "index" else rel_dir) / "index.html"
+        html = html_file.read_text(encoding="utf-8")
+        inline = html.count('<div class="diagram"><svg ')
+        if inline != expected.get(page, 0):
+            problems.append(f"{rel(page)}: {expected.get(page, 0)} Mermaid fences but {inline} inline diagrams")
     for page in site.rglob("*.html"):
         html = page.read_text(encoding="utf-8", errors="replace")
-        has_diagram = '<pre class="mermaid">' in html
-        loads = "vendor/mermaid/mermaid.min.js" in html
-        assert has_diagram == loads, f"{page.relative_to(site)}: diagram={has_diagram} but mermaid loaded={loads}"
+        if re.search(r'class="[^"]*\bmermaid\b|mermaid(?:\.min)?\.js', html):
+            problems.append(f"{page.relative_to(site)}: loads Mermaid or keeps a .mermaid element")
+    assert not list(site.rglob("diagrams/*.svg")), "the diagram SVGs are published as files (see exclude_docs)"
+    assert not problems, "\n".join(problems)
 
 
 def test_search_index_is_segmented_by_jieba(built_site):

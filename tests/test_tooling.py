@@ -307,14 +307,168 @@ def test_the_notebook_hooks_fail_loudly_on_other_mkdocs_jupyter_internals(monkey
         notebooks.on_config(None)
 
 
-def test_the_diagram_hook_marks_pages_with_diagrams():
+DIAGRAM_PAGE = """---
+title: 演示
+---
+# 演示
+
+```mermaid
+flowchart LR
+    A["输入 x<sub>1</sub>"] --> B["输出"]
+```
+
+````markdown
+```mermaid
+flowchart LR
+    示例 --> 不是图
+```
+````
+
+!!! note "缩进的图"
+
+    ```mermaid
+    flowchart TD
+        C["甲 & 乙"] -->|"边"| D
+    ```
+"""
+
+
+def _diagram_page(tmp_path, text=DIAGRAM_PAGE):
+    """docs/part9/demo.md in a temporary docs folder, with SVGs recorded for its fences as make diagrams
+    records them (the drawing itself is a stand-in: the hook only inlines it)."""
+    from tests.tooling import diagrams
+    page = tmp_path / "docs" / "part9" / "demo.md"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(text, encoding="utf-8")
+    for fence in diagrams.fences([page]):
+        fence.svg.parent.mkdir(exist_ok=True)
+        fence.svg.write_text(diagrams.with_record(f'<svg id="{fence.id}"><text>{fence.n}</text></svg>', fence),
+                             encoding="utf-8")
+    return page
+
+
+def _build_page(hooks, page, markdown_text):
+    """Run the diagram hook on a page as mkdocs does, with the Markdown converted by the site's superfences."""
+    import markdown
     from types import SimpleNamespace
+    from tests.tooling.sources import mkdocs_config
+    import importlib
+    fences = next(e["pymdownx.superfences"] for e in mkdocs_config()["markdown_extensions"]
+                  if isinstance(e, dict) and "pymdownx.superfences" in e)
+    custom = []
+    for fence in fences["custom_fences"]:  # mkdocs.yml names the formatter with a !!python/name tag
+        module, _, name = fence["format"].removeprefix("!!python/name:").rpartition(".")
+        custom.append({**fence, "format": getattr(importlib.import_module(module), name)})
+    fences = {**fences, "custom_fences": custom}
+    md = markdown.Markdown(extensions=["admonition", "pymdownx.superfences"],
+                           extension_configs={"pymdownx.superfences": fences})
+    mk = SimpleNamespace(file=SimpleNamespace(abs_src_path=str(page), src_uri="part9/demo.md"), meta={})
+    body = markdown_text.split("---\n", 2)[2]  # mkdocs hands the hooks the Markdown without its front matter
+    hooks.on_page_markdown(body, mk, {}, None)
+    return hooks.on_page_content(md.convert(body), mk, {}, None)
+
+
+def test_the_diagram_hook_inlines_the_committed_svgs(tmp_path):
+    """Each ```mermaid fence (also an indented one; not one shown inside another fence) becomes its committed
+    SVG, inline in a .diagram box; the page keeps no .mermaid element for Material to load Mermaid for, and
+    the hash of the fence as the HTML carries it equals the hash of the fence as the file has it."""
     diagrams = _hook("diagrams")
-    page = SimpleNamespace(meta={})
-    diagrams.on_page_content('<p>x</p><pre class="mermaid"><code>flowchart LR\nA--&gt;B</code></pre>', page, {}, None)
-    assert page.meta["has_mermaid"] is True
-    diagrams.on_page_content("<p>x</p>", page, {}, None)
-    assert page.meta["has_mermaid"] is False
+    page = _diagram_page(tmp_path)
+    assert [line for line, _ in diagrams.mermaid_fences(DIAGRAM_PAGE)] == [6, 20]
+    html = _build_page(diagrams, page, DIAGRAM_PAGE)
+    assert html.count('<div class="diagram"><svg id="diagram-demo-') == 2, html
+    assert '<svg id="diagram-demo-1"><text>1</text></svg>' in html and "diagram-demo-2" in html
+    assert 'class="mermaid"' not in html and "source-sha256" not in html
+    assert "示例 --&gt; 不是图" in html, "a fence shown inside a ````markdown example is not a diagram"
+
+
+def test_a_missing_or_stale_diagram_fails_the_build_naming_page_and_line(tmp_path):
+    from mkdocs.exceptions import PluginError
+    diagrams = _hook("diagrams")
+    page = _diagram_page(tmp_path)
+    (page.parent / "diagrams" / "demo-2.svg").unlink()
+    with pytest.raises(PluginError, match=r"part9/demo\.md:20: .*demo-2\.svg is missing.*`make diagrams`"):
+        _build_page(diagrams, page, DIAGRAM_PAGE)
+    page = _diagram_page(tmp_path)
+    edited = DIAGRAM_PAGE.replace('B["输出"]', 'B["输出 y"]')
+    page.write_text(edited, encoding="utf-8")
+    with pytest.raises(PluginError, match=r"part9/demo\.md:6: .*demo-1\.svg was rendered from other source.*"
+                                          r"\(stale\).*`make diagrams`"):
+        _build_page(diagrams, page, edited)
+
+
+def test_the_diagram_guard_reports_stale_missing_and_orphaned_svgs(tmp_path):
+    """The guard in test_guards.py (no browser: it compares hashes) names page:line and the command."""
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (run `make test`)")
+    from tests.tooling import diagrams
+    page = _diagram_page(tmp_path)
+    docs = tmp_path / "docs"
+    assert diagrams.problems([page], docs) == []
+    page.write_text(DIAGRAM_PAGE.replace('B["输出"]', 'B["输出 y"]'), encoding="utf-8")
+    (page.parent / "diagrams" / "demo-2.svg").rename(page.parent / "diagrams" / "demo-3.svg")
+    found = diagrams.problems([page], docs)
+    assert len(found) == 3, found
+    assert re.search(r"part9/demo\.md:6: .*demo-1\.svg is stale.*`make diagrams`", found[0]), found[0]
+    assert re.search(r"part9/demo\.md:20: .*demo-2\.svg is missing.*`make diagrams`", found[1]), found[1]
+    assert re.search(r"demo-3\.svg: orphaned.*`make diagrams`", found[2]), found[2]
+    svg = page.parent / "diagrams" / "demo-1.svg"
+    svg.write_text(svg.read_text(encoding="utf-8").replace("renderer: mermaid", "renderer: old mermaid"),
+                   encoding="utf-8")
+    page.write_text(DIAGRAM_PAGE, encoding="utf-8")
+    assert any("demo-1.svg is stale: rendered by old mermaid" in p for p in diagrams.problems([page], docs))
+
+
+def test_diagram_labels_are_svg_text_with_sub_and_superscripts(tmp_path):
+    """<sub>/<sup> reach Mermaid as invisible marks and come back as smaller, shifted tspans (dy, shifted
+    back where normal text resumes); other HTML in a label is refused naming its line."""
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (run `make test`)")
+    from tests.tooling import diagrams
+    page = _diagram_page(tmp_path)
+    fence = diagrams.fences([page])[0]
+    assert diagrams.mermaid_text(fence) == 'flowchart LR\n    A["输入 x\u20611\u2062"] --> B["输出"]'
+    row = '<tspan class="text-outer-tspan row" x="0">'
+    word = '<tspan class="text-inner-tspan">{}</tspan>'
+    svg = row + word.format("w\u2061i j") + word.format(" k\u2062x") + word.format("\u2063T\u2064") + "</tspan>"
+    assert diagrams.shift_marks(svg) == (
+        row + word.format('w<tspan dy="4" style="font-size:75%">i j</tspan>')
+        + word.format('<tspan style="font-size:75%"> k</tspan><tspan dy="-4">x</tspan>')
+        + word.format('<tspan dy="-6" style="font-size:75%">T</tspan>') + "</tspan>")
+    page.write_text(DIAGRAM_PAGE.replace('B["输出"]', 'B["<b>输出</b>"]'), encoding="utf-8")
+    with pytest.raises(diagrams.DiagramError, match=r"part9/demo\.md:8: .*'<b>'.*only <br/>, <sub> and <sup>"):
+        diagrams.mermaid_text(diagrams.fences([page])[0])
+
+
+def test_diagram_paths_lose_only_what_draws_nothing():
+    """rough.js's straight Béziers become lines and its zero-length pieces go; curves and other paths stay."""
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (run `make test`)")
+    from tests.tooling.diagrams import simplify_path
+    assert simplify_path("M0 0 C1 0, 2 0, 3 0 M3 0 C3 0, 3 0, 3 0 M3 0 C3 1, 3 2, 3 3") == "M0 0L3 0M3 0L3 3"
+    assert simplify_path("M0 0 C1 1, 2 -1, 3 0 Z") == "M0 0C1 1 2 -1 3 0Z"
+    assert simplify_path("M0 0 C-1 0, 4 0, 3 0") == "M0 0C-1 0 4 0 3 0", "control points beyond the ends overshoot"
+    assert simplify_path("M0 0 A5 5 0 0 1 10 0") == "M0 0 A5 5 0 0 1 10 0"
+    assert simplify_path("m0 0 l3 0") == "m0 0 l3 0"
+
+
+def test_make_diagrams_renders_deterministic_svg_and_names_a_broken_diagram(tmp_path, browser):
+    """The renderer (headless Chromium, vendored Mermaid) writes SVG with text labels and the record the
+    guard reads, twice the same; a syntax error fails naming the page line and Mermaid's message."""
+    from tests.tooling import diagrams
+    page = _diagram_page(tmp_path)
+    todo = diagrams.fences([page])
+    first = diagrams.render(todo, log=lambda *_: None, browser=browser)
+    assert first == diagrams.render(todo, log=lambda *_: None, browser=browser), "rendering twice gave other bytes"
+    svg = first[todo[0].svg]
+    assert diagrams.hook().recorded_hash(svg) == todo[0].hash and f"renderer: {diagrams.renderer()}" in svg
+    assert "<foreignObject" not in svg and '<svg id="diagram-demo-1"' in svg and "输入" in svg
+    assert 'style="font-size:75%">1</tspan>' in svg and "&lt;sub" not in svg
+    for path, text in first.items():
+        path.write_text(text, encoding="utf-8")
+    assert diagrams.problems([page], tmp_path / "docs") == []
+    broken = DIAGRAM_PAGE.replace('--> B["输出"]', '--> B["输出"')
+    page.write_text(broken, encoding="utf-8")
+    with pytest.raises(diagrams.DiagramError, match=r"(?s)part9/demo\.md:8: Mermaid cannot render diagram 1 "
+                                                   r"\(the fence at line 6\):\n.*Parse error on line.*<sub>1</sub>.*make diagrams"):
+        diagrams.render(diagrams.fences([page]), log=lambda *_: None, browser=browser)
 
 
 def test_the_search_hooks_keep_the_index_and_the_offline_shim_local(tmp_path):
@@ -347,6 +501,27 @@ def test_a_broken_formula_fails_the_build_naming_the_page():
     assert 'class="katex"' in good and "\\(" not in good
     with pytest.raises(PluginError, match=r"part9/demo\.md: KaTeX cannot typeset '\\\\frac\{1\}\{'"):
         hooks.render_math('<div class="arithmatex">\\[\\frac{1}{\\]</div>', page, str(DOCS))
+
+
+def test_notebook_formulas_are_typeset_at_build_time_outside_code():
+    pytest.importorskip("quickjs", reason="quickjs is not installed (run `make test`)")
+    from types import SimpleNamespace
+
+    from mkdocs.exceptions import PluginError
+
+    from tests.tooling.sources import DOCS
+    formulas = _hook("formulas")
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="part9/demo.nb.py"))
+    cell = ('<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown jp-MarkdownOutput" data-mime-type="text/markdown">'
+            '<p>设 $x_1 &lt; y$，且</p><p>$$\\frac{a}{b}$$</p><p><code>echo $HOME $PATH</code></p></div>'
+            '<!-- Load mathjax -->\n<script src="assets/vendor/katex/katex.min.js"> </script>'
+            '<script type="text/x-mathjax-config">init_mathjax();</script>')
+    html = formulas.on_page_content(cell, page, {"docs_dir": str(DOCS)}, None)
+    assert html.count('<span class="katex">') == 2 and 'katex-display' in html
+    assert "<code>echo $HOME $PATH</code>" in html, "dollars inside code are not math"
+    assert "<script" not in html, "the math script and MathJax configuration are removed"
+    with pytest.raises(PluginError, match=r"part9/demo\.nb\.py: KaTeX cannot typeset"):
+        formulas.on_page_content(cell.replace("x_1", "\\frac{1}{"), page, {"docs_dir": str(DOCS)}, None)
 
 
 def test_the_build_renders_committed_notebook_outputs_and_reports_stale_ones(tmp_path, caplog):

@@ -1,16 +1,15 @@
 """Formulas: every formula is typeset at build time by the vendored KaTeX (run by QuickJS, so no Node.js
 is needed). Readers download no math JavaScript and see formulas at once; a formula KaTeX cannot parse
-fails the build with the page's name. Notebook pages keep KaTeX in the browser (their Markdown cells are
-rendered by nbconvert, not by pymdownx.arithmatex): their math script address (mkdocs-jupyter's
-`custom_mathjax_url`, our local KaTeX) is made relative to each page, so that it works in both editions
-(directory URLs online, .html files offline)."""
+fails the build with the page's name. On Markdown pages pymdownx.arithmatex marks the formulas; in a
+notebook's Markdown cells (rendered by nbconvert, which leaves `$…$` and `$$…$$` as text for a browser
+script) this module finds them itself, outside code, and removes the math script that mkdocs-jupyter
+adds to every notebook page (its `custom_mathjax_url`)."""
 import html as htmllib
 import os
 import re
 from functools import lru_cache
 
 from mkdocs.exceptions import PluginError
-from mkdocs.utils import get_relative_url
 
 _ARITHMATEX = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)
 
@@ -40,17 +39,30 @@ def render_math(html, page, docs_dir):
     return _ARITHMATEX.sub(typeset, html)
 
 
-def notebook_math_script(output, page, config):
-    """Point a notebook page's KaTeX script at the vendored copy, relative to the page."""
-    math = config["plugins"]["mkdocs-jupyter"].config["custom_mathjax_url"]
-    return output.replace(f'<script src="{math}">', f'<script src="{get_relative_url(math, page.url)}">')
+_NB_MARKDOWN = re.compile(r'(<div class="[^"]*jp-RenderedMarkdown[^"]*"[^>]*>)(.*?)(</div>)', re.S)
+_CODE = re.compile(r"(<(code|pre)\b.*?</\2>)", re.S)
+_NB_MATH = re.compile(r"\$\$(?P<display>.+?)\$\$|(?<![\\$])\$(?P<inline>[^$\n]+?)\$", re.S)
+
+
+def notebook_math(html, page, docs_dir):
+    """Mark the formulas of a notebook's Markdown cells as arithmatex does, then typeset them."""
+    def cell(m):
+        parts = _CODE.split(m.group(2))
+        for i in range(0, len(parts), 3):  # text between code spans; parts[i+1], parts[i+2] are the code
+            parts[i] = _NB_MATH.sub(lambda f: f'<div class="arithmatex">\\[{f["display"]}\\]</div>' if f["display"]
+                                    else f'<span class="arithmatex">\\({f["inline"]}\\)</span>', parts[i])
+        kept = [p for i, p in enumerate(parts) if i % 3 != 2]
+        return m.group(1) + "".join(kept) + m.group(3)
+    return render_math(_NB_MARKDOWN.sub(cell, html), page, docs_dir)
+
+
+_NB_MATH_SCRIPTS = re.compile(r'(?:<!-- Load mathjax -->\s*)?<script[^>]*src="[^"]*katex\.min\.js"[^>]*>\s*</script>'
+                              r'|(?:<!-- MathJax configuration -->\s*)?<script type="text/x-mathjax-config">.*?</script>',
+                              re.S)
 
 
 def on_page_content(html, page, config, files):
-    return render_math(html, page, config["docs_dir"])
-
-
-def on_post_page(output, page, config):
     if page.file.src_uri.endswith(".nb.py"):
-        output = notebook_math_script(output, page, config)
-    return output
+        # formulas are typeset here: drop the math script and MathJax configuration nbconvert writes
+        return _NB_MATH_SCRIPTS.sub("", notebook_math(html, page, config["docs_dir"]))
+    return render_math(html, page, config["docs_dir"])

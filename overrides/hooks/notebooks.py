@@ -14,6 +14,8 @@ patches; tests/test_tooling.py pins the version and fails loudly if those intern
   the files beside it.
 - The Mermaid loader that nbconvert writes into every notebook page is removed: it imports Mermaid from
   cdnjs.cloudflare.com. The book's notebooks have no Mermaid cells; diagrams belong in Markdown pages.
+- The JupyterLab stylesheet nbconvert inlines into every page is pruned to the rules that can apply to
+  the page (see prune_styles).
 """
 import importlib
 import json
@@ -200,5 +202,146 @@ def on_page_content(html, page, config, files):
 
 def on_post_page(output, page, config):
     if page.file.src_uri.endswith(".nb.py"):
-        output = _NB_MERMAID.sub("", output)
+        output = prune_styles(_NB_MERMAID.sub("", output))
     return output
+
+
+# ---------------------------------------------------------------- the Jupyter stylesheet, pruned
+
+_PSEUDO = re.compile(r"::?[a-zA-Z-]+(\((?:[^()]|\([^()]*\))*\))?")
+_ATTR = re.compile(r"\[[^\]]*\]")
+_VAR_USE = re.compile(r"var\(\s*(--[\w-]+)")
+_DECL = re.compile(r"(--[\w-]+)\s*:")
+_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+
+
+def css_blocks(css):
+    """The top-level (prelude, body) pairs of a stylesheet; statements such as @charset are dropped."""
+    out, i, n = [], 0, len(css)
+    while i < n:
+        j = css.find("{", i)
+        if j < 0:
+            break
+        semi = css.find(";", i)
+        if 0 <= semi < j and css[i:semi].strip().startswith("@"):
+            i = semi + 1
+            continue
+        depth, k = 1, j + 1
+        while k < n and depth:
+            depth += {"{": 1, "}": -1}.get(css[k], 0)
+            k += 1
+        out.append((css[i:j].strip(), css[j + 1:k - 1]))
+        i = k
+    return out
+
+
+def split_top(text, sep):
+    """Split at `sep` outside parentheses and quotes (selectors at commas, declarations at semicolons)."""
+    parts, depth, quote, current = [], 0, None, []
+    for c in text:
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "\"'":
+            quote = c
+        else:
+            depth += {"(": 1, ")": -1}.get(c, 0)
+        if c == sep and depth == 0 and not quote:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def split_decls(body):
+    return split_top(body, ";")
+
+
+def present(html):
+    """Class names, ids and element names that occur in a page."""
+    classes = {c for m in re.finditer(r'class="([^"]*)"', html) for c in m.group(1).split()}
+    ids = set(re.findall(r'id="([^"]*)"', html))
+    tags = {t.lower() for t in re.findall(r"<([a-zA-Z][a-zA-Z0-9-]*)", html)}
+    return classes, ids, tags
+
+
+def could_match(selector, classes, ids, tags):
+    """False only if the selector names a class, id or element the page does not have. Material's own
+    classes (md-*) always count as present: its script adds some at run time (md-typeset__scrollwrap)."""
+    simple = _ATTR.sub("", _PSEUDO.sub("", selector))
+    return (all(c in classes or c.startswith("md-") for c in re.findall(r"\.([\w-]+)", simple))
+            and all(i in ids for i in re.findall(r"#([\w-]+)", simple))
+            and all(t.lower() in tags for t in re.findall(r"(?:^|[\s>+~(])([a-zA-Z][\w-]*)", simple)))
+
+
+_STYLE = re.compile(r"(<style[^>]*>)(.*?)(</style>)", re.S)
+
+
+def prune_styles(html):
+    """nbconvert inlines JupyterLab's whole stylesheet (about 570 KB, 85 KB gzipped) into every notebook
+    page, although a static page uses a few dozen of its rules. Keep a rule only if every class, id and
+    element its selector names occurs in the page (ignoring pseudo-classes and attribute conditions, so
+    hover, focus and the dark scheme's [data-md-color-scheme] rules stay), and a custom property only if
+    a kept rule uses it (through any chain of var()). Nothing that can apply to the page is removed."""
+    classes, ids, tags = present(html)
+    styles = [(m, _walk(m.group(2), classes, ids, tags)) for m in _STYLE.finditer(html)]
+    defs, used = {}, set()
+
+    def scan(nodes):
+        for kind, prelude, body in nodes:
+            if kind == "media":
+                scan(body)
+            elif kind == "rule":
+                for d in split_decls(body):
+                    m = _DECL.match(d)
+                    if m:
+                        defs.setdefault(m.group(1), []).append(d)
+                    else:
+                        used.update(_VAR_USE.findall(d))
+    for _, tree in styles:
+        scan(tree)
+    frontier = list(used)
+    while frontier:
+        for d in defs.get(frontier.pop(), []):
+            for w in _VAR_USE.findall(d):
+                if w not in used:
+                    used.add(w)
+                    frontier.append(w)
+
+    def emit(nodes):
+        out = []
+        for kind, prelude, body in nodes:
+            if kind == "media":
+                inner = emit(body)
+                if inner:
+                    out.append(f"{prelude}{{{inner}}}")
+            elif kind == "at":
+                out.append(f"{prelude}{{{body}}}")
+            else:
+                decls = [d for d in split_decls(body) if not ((m := _DECL.match(d)) and m.group(1) not in used)]
+                if decls:
+                    out.append(f"{prelude}{{{';'.join(decls)}}}")
+        return "".join(out)
+
+    pieces, last = [], 0
+    for m, tree in styles:
+        pieces += [html[last:m.start()], *( [m.group(1), emit(tree), m.group(3)] if emit(tree) else [])]
+        last = m.end()
+    return "".join(pieces) + html[last:]
+
+
+def _walk(css, classes, ids, tags):
+    out = []
+    for prelude, body in css_blocks(_COMMENT.sub("", css)):
+        if prelude.startswith(("@media", "@supports")):
+            inner = _walk(body, classes, ids, tags)
+            if inner:
+                out.append(("media", prelude, inner))
+        elif prelude.startswith("@"):
+            out.append(("at", prelude, body))
+        else:
+            sels = [s for s in split_top(prelude, ",") if could_match(s, classes, ids, tags)]
+            if sels:
+                out.append(("rule", ",".join(sels), body))
+    return out

@@ -1,5 +1,5 @@
 """What the browser tests and the benchmark share: how Chromium is started, where a page is served,
-and when a page counts as rendered (every formula typeset by KaTeX, every Mermaid diagram drawn)."""
+and when a page counts as rendered (every formula typeset by KaTeX, every diagram an inline SVG)."""
 from __future__ import annotations
 
 import os
@@ -12,18 +12,21 @@ from tests.tooling.sources import DOCS, NOTEBOOK_SUFFIX
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
 
-# Material draws each diagram into a closed shadow root; open it so that tests can look inside.
+# Diagrams no longer use shadow roots (they are inline SVG, rendered ahead of time by `make diagrams`); kept
+# only while tests/tooling/bench.py still adds it to its pages.
 OPEN_SHADOW_ROOTS = """{
   const attach = Element.prototype.attachShadow;
   Element.prototype.attachShadow = function (init) { return attach.call(this, { ...init, mode: "open" }) };
 }"""
 
+# Formulas are typeset at build time and diagrams arrive as inline SVG (overrides/hooks/diagrams.py), so a
+# page is rendered once every formula has its KaTeX markup and every .diagram box its SVG with text in it.
+# A .mermaid element left over would be a fence the build did not replace: never rendered.
 RENDERED = """() => {
   const math = [...document.querySelectorAll('.arithmatex')];
   const mathDone = math.every(el => el.querySelector('.katex'));
-  const diagrams = [...document.querySelectorAll('.mermaid')];
-  const diagramsDone = !document.querySelector('pre.mermaid') &&
-    diagrams.every(el => el.shadowRoot && el.shadowRoot.querySelector('svg'));
+  const diagramsDone = !document.querySelector('.mermaid') &&
+    [...document.querySelectorAll('.diagram')].every(el => el.querySelector(':scope > svg text'));
   return mathDone && diagramsDone;
 }"""
 
