@@ -368,6 +368,25 @@ def _build_page(hooks, page, markdown_text):
     return hooks.on_page_content(md.convert(body), mk, {}, None)
 
 
+def test_the_notebook_stylesheet_keeps_every_rule_that_can_apply():
+    notebooks = _hook("notebooks")
+    css = ("/* a comment { with braces } */ .jupyter-wrapper{--used: red;--chain: var(--used);--unused: blue}"
+           ".jupyter-wrapper .jp-Cell{color:var(--chain)}"
+           ".jupyter-wrapper :is(.jp-Cell:hover,.jp-mod-active) .x{display:flex}"
+           "[data-md-color-scheme=slate] .jupyter-wrapper .jp-Cell{color:white}"
+           ".jupyter-wrapper .md-typeset__scrollwrap{margin:0}"
+           ".jupyter-wrapper .jp-Toolbar{display:none}"
+           "@media (max-width: 10px){.jp-Menu{x:1}.jp-Cell{y:2}}")
+    page = f'<style type="text/css">{css}</style><div class="jupyter-wrapper"><div class="jp-Cell"><p class="x">a</p></div></div>'
+    out = notebooks.prune_styles(page)
+    kept = out[out.index(">") + 1:out.index("</style>")]
+    assert "--used: red" in kept and "--chain: var(--used)" in kept and "--unused" not in kept
+    assert ":is(.jp-Cell:hover,.jp-mod-active) .x{display:flex}" in kept, "a comma inside :is() splits no selector"
+    assert "[data-md-color-scheme=slate]" in kept and "md-typeset__scrollwrap" in kept
+    assert "jp-Toolbar" not in kept and "jp-Menu" not in kept and "@media (max-width: 10px){.jp-Cell{y:2}}" in kept
+    assert "comment" not in kept
+
+
 def test_the_diagram_hook_inlines_the_committed_svgs(tmp_path):
     """Each ```mermaid fence (also an indented one; not one shown inside another fence) becomes its committed
     SVG, inline in a .diagram box; the page keeps no .mermaid element for Material to load Mermaid for, and
