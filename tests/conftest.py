@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_terminal_summary(terminalreporter):
-    proofs, runs, browser, moved, declared = {}, {}, {}, [], []
+    proofs, runs, browser, moved, declared, exercises = {}, {}, {}, [], [], {}
     for reports in terminalreporter.stats.values():
         for report in reports:
             if getattr(report, "when", None) != "call" or not getattr(report, "passed", False):
@@ -62,12 +62,20 @@ def pytest_terminal_summary(terminalreporter):
                 runs[props["run"]] = runs.get(props["run"], 0) + 1
             moved += props.get("moved", [])
             declared += props.get("declared_numbers", [])
+            if "exercises" in props:
+                part, n, answered = props["exercises"]
+                total = exercises.setdefault(part, [0, 0])
+                total[0] += n
+                total[1] += answered
             if "browser" in props:
                 browser[props["browser"]] = browser.get(props["browser"], 0) + 1
     if proofs:
         terminalreporter.write_line(
             f"pages proven: {proofs.get('shared', 0)} by a run shared with their snippet, "
             f"{proofs.get('own', 0)} by their own run")
+    if exercises:
+        terminalreporter.write_line("exercises answered (passing pages): " + ", ".join(
+            f"{part} {a}/{n}" for part, (n, a) in sorted(exercises.items(), key=lambda kv: int(kv[0][4:]))))
     if declared:
         terminalreporter.write_line(f"numbers in prose that no output shows, declared with their source ({len(declared)}):")
         for line in sorted(declared):

@@ -3,6 +3,7 @@ nothing loads from off the site, search is segmented, vendored files and workflo
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import subprocess
 import sys
@@ -96,6 +97,73 @@ def test_chapter_pages_end_with_summary_exercises_and_references():
         if ending != CHAPTER_ENDING:
             lacking.append(f"{rel(source)}: its last level-2 sections are {ending}, not {CHAPTER_ENDING}")
     assert not lacking, "chapter pages that lack a required ending:\n  " + "\n  ".join(lacking)
+
+
+ANSWER_BLOCK = re.compile(r'^\?\?\?\+? success "参考答案"\s*$')
+NOTEBOOK_ANSWERS = re.compile(r"^###\s+参考答案\s*$")
+
+
+def exercises_and_answers(source: Path) -> tuple[list[int], list[int]]:
+    """The numbers of the exercises in a page's 练习 section, and of the answers given for them: in a
+    Markdown page, `**N.**` paragraphs inside the collapsed block `??? success "参考答案"` that follows the
+    exercise list; in a notebook, `**N.**` paragraphs under a `### 参考答案` heading in the 练习 section."""
+    from tests.tooling.prose import prose
+    lines = [text for _, text in prose(source, links=True)]
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "## 练习")
+    except StopIteration:
+        return [], []
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    section = lines[start + 1:end]
+    opener = NOTEBOOK_ANSWERS if source.name.endswith(NOTEBOOK_SUFFIX) else ANSWER_BLOCK
+    block = next((i for i, line in enumerate(section) if opener.match(line)), len(section))
+    exercises = [int(m.group(1)) for line in section[:block] if (m := re.match(r"^(\d+)\.\s", line))]
+    indent = "" if source.name.endswith(NOTEBOOK_SUFFIX) else "    "
+    answers = [int(m.group(1)) for line in section[block + 1:]
+               if (m := re.match(rf"^{indent}\*\*(\d+)\.\*\*", line))]
+    return exercises, answers
+
+
+@pytest.mark.parametrize("source", [s for s in page_files() + notebook_files()
+                                    if s.relative_to(DOCS).parts[0].startswith("part")], ids=rel)
+def test_every_exercise_has_an_answer(source, record_property):
+    """Every exercise of a chapter page is answered right after the exercise list (README, 写一页). The
+    summary counts exercises and answers per part."""
+    exercises, answers = exercises_and_answers(source)
+    record_property("exercises", [source.relative_to(DOCS).parts[0], len(exercises), len(set(answers) & set(exercises))])
+    assert exercises, f"{rel(source)}: no numbered exercises under ## 练习"
+    missing = [n for n in exercises if n not in answers]
+    extra = [n for n in answers if n not in exercises]
+    assert not missing and not extra, (f"{rel(source)}: exercises without an answer: {missing}; answers to no "
+                                       f"exercise: {extra}. Answer each as **N.** inside "
+                                       '`??? success "参考答案"` after the list (a notebook: under ### 参考答案).')
+
+
+SECTION_LINK = re.compile(r"\[(?P<number>\d+\.\d+)(?:\s[^\]]*)?\]\((?P<target>[^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_section_numbers_match_the_navigation():
+    """A link whose text starts with a section number ([2.4 损失函数](losses.md)) names the number the linked
+    page has in the navigation, and each numbered page's title starts with its own number: renumbering
+    can never leave a stale reference."""
+    from tests.tooling.prose import prose
+    from tests.tooling.renumber import nav_numbers
+    numbers = nav_numbers()
+    problems = []
+    for source in page_files() + notebook_files():
+        here = source.relative_to(DOCS).as_posix()
+        for line, text in prose(source, links=True):
+            for m in SECTION_LINK.finditer(text):
+                target = posixpath.normpath(posixpath.join(posixpath.dirname(here), m["target"]))
+                if target in numbers and numbers[target] != m["number"]:
+                    problems.append(f"{rel(source)}:{line}: the link [{m['number']} …]({m['target']}) points to "
+                                    f"section {numbers[target]} (run `python -m tests.tooling.renumber`)")
+        if here in numbers:
+            title = next((t for _, t in prose(source) if t.startswith("# ")), "")
+            if not title.startswith(f"# {numbers[here]} "):
+                problems.append(f"{rel(source)}: its title {title!r} does not start with its number in the "
+                                f"navigation, {numbers[here]}")
+    assert not problems, "\n".join(problems)
 
 
 def test_outputs_are_generated_files():
