@@ -47,6 +47,11 @@ def test_sections_are_well_formed():
     assert not problems, "\n".join(problems)
 
 
+def is_chapter(source: Path) -> bool:
+    """A page of a part (docs/partN/), not the part's landing page (docs/partN/index.md)."""
+    return source.relative_to(DOCS).parts[0].startswith("part") and source.name != "index.md"
+
+
 WRONG_CODE_TITLE = re.compile(r'^(?P<indent>[ \t]*)(?:!!!|\?\?\?\+?) failure "错误写法（不要运行）"\s*$')
 CHAPTER_ENDING = ["小结", "练习", "参考文献"]
 
@@ -87,11 +92,11 @@ def _h2(source: Path) -> list[str]:
 
 
 def test_chapter_pages_end_with_summary_exercises_and_references():
-    """Every page of a part (docs/partN/) ends with 小结, 练习 and 参考文献, in that order; the front matter and
-    the appendix (docs/index.md, docs/appendix/) are reference pages and may end otherwise."""
+    """Every page of a part (docs/partN/) ends with 小结, 练习 and 参考文献, in that order; the front matter, the
+    appendix (docs/index.md, docs/appendix/) and the parts' landing pages (docs/partN/index.md) may end otherwise."""
     lacking = []
     for source in page_files() + notebook_files():
-        if not source.relative_to(DOCS).parts[0].startswith("part"):
+        if not is_chapter(source):
             continue
         ending = _h2(source)[-3:]
         if ending != CHAPTER_ENDING:
@@ -124,8 +129,7 @@ def exercises_and_answers(source: Path) -> tuple[list[int], list[int]]:
     return exercises, answers
 
 
-@pytest.mark.parametrize("source", [s for s in page_files() + notebook_files()
-                                    if s.relative_to(DOCS).parts[0].startswith("part")], ids=rel)
+@pytest.mark.parametrize("source", [s for s in page_files() + notebook_files() if is_chapter(s)], ids=rel)
 def test_every_exercise_has_an_answer(source, record_property):
     """Every exercise of a chapter page is answered right after the exercise list (README, 写一页). The
     summary counts exercises and answers per part."""
@@ -335,10 +339,9 @@ def test_diagrams_are_inline_svg_and_no_page_loads_mermaid(built_site):
     for fence in fences():
         expected[fence.page] = expected.get(fence.page, 0) + 1
     problems = []
+    from tests.tooling.browser import page_url
     for page in page_files():
-        rel_dir = page.relative_to(DOCS).as_posix()[:-3]
-        html_file = site / ("" if rel_dir == "index" else rel_dir) / "index.html"
-        html = html_file.read_text(encoding="utf-8")
+        html = (site / page_url(page) / "index.html").read_text(encoding="utf-8")
         inline = html.count('<div class="diagram"><svg ')
         if inline != expected.get(page, 0):
             problems.append(f"{rel(page)}: {expected.get(page, 0)} Mermaid fences but {inline} inline diagrams")

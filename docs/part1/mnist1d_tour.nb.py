@@ -187,9 +187,60 @@ assert abs(results["shuffled"][0] - nc) < 0.002 and abs(results["shuffled"][1] -
 # ## 练习
 #
 # 1. 把 `LogisticRegression` 换成 `sklearn.neighbors.KNeighborsClassifier(n_neighbors=1)`，它在打乱前后的准确率是否也相同？为什么？
-# 2. 在生成数据前把 `args.max_translation` 改成 1（几乎不平移），重新运行后面各格。两个基线的准确率提高了多少？这说明平移给「逐位置比较」的模型带来了什么困难？
+# 2. 在生成数据前把 `args.max_translation` 改成 1（平移量从 $\{0\}$ 中取，即完全不平移），重新运行后面各格。两个基线的准确率提高了多少？这说明平移给「逐位置比较」的模型带来了什么困难？
 # 3. 用 `np.argsort(perm)` 得到逆排列，把 `xs_train` 的列还原，断言结果与 `x_train` 逐位相同。
-#
+
+# %% [markdown]
+# ### 参考答案
+
+# %% [markdown]
+# **1.** 相同，而且逐个样本的预测都相同。1-近邻把测试样本判为欧氏距离最近的训练样本的类别，
+# 而 $\lVert \mathbf{x} - \mathbf{x}' \rVert^2 = \sum_j (x_j - x'_j)^2$ 只是对 40 个位置求和，
+# 所有样本按同一个排列重排位置，每一项都还在，和不变（至多差浮点求和顺序带来的舍入），最近邻也就不变。
+# 它和逻辑回归、最近质心一样，不认识「相邻」。它的准确率 0.567 比两个线性基线高，是因为它能记住每个训练样本，
+# 而不是因为利用了空间结构。
+
+# %%
+from sklearn.neighbors import KNeighborsClassifier
+
+knn_pred = {}
+for name, (xtr, xte) in {"original": (x_train, x_test), "shuffled": (xs_train, xs_test)}.items():
+    knn_pred[name] = KNeighborsClassifier(n_neighbors=1).fit(xtr, y_train).predict(xte)
+    print(f"{name:>8}: 1-NN accuracy {(knn_pred[name] == y_test).mean():.3f}")
+print("identical predictions:", np.array_equal(knn_pred["original"], knn_pred["shuffled"]))
+assert np.array_equal(knn_pred["original"], knn_pred["shuffled"])
+
+# %% [markdown]
+# **2.** 生成器用 `np.random.choice(max_translation)` 抽取平移量，`max_translation = 1` 时只能抽到 0，
+# 所以完全不平移。这时最近质心从 0.274 提高到 0.767，
+# 逻辑回归从 0.329 提高到 0.998，几乎全对。原因是：每一类的模板总出现在序列的同一段位置，
+# 逐位置比较的模型只要记住「这一类在第几个位置高、第几个位置低」就够了，逻辑回归的权重 $\mathbf{W}$ 正好学成这样的位置模板；
+# 而平移让同一类的图案出现在 48 种不同的位置上，同一个位置在不同样本中对应图案的不同部分，
+# 固定的逐位置权重无法同时匹配它们，类均值也被平移抹平。最近质心提高后仍只有 0.767，
+# 因为宽度（补零个数）、缩放、剪切和噪声仍然随样本变化，一个均值概括不了。
+# 对平移保持不变，正是卷积（同一个卷积核在每个位置上滑动）要解决的问题。
+
+# %%
+args_fixed = get_dataset_args()
+args_fixed.max_translation = 1  # np.random.choice(1) 总是 0：不平移
+fixed = make_dataset(args_fixed)
+fixed_acc = (nearest_centroid_accuracy(fixed["x"], fixed["y"], fixed["x_test"], fixed["y_test"]),
+             logistic_accuracy(fixed["x"], fixed["y"], fixed["x_test"], fixed["y_test"]))
+for name, before, after in zip(("nearest centroid", "logistic regression"), results["original"], fixed_acc):
+    print(f"{name:>19}: {before:.3f} -> {after:.3f} ({after - before:+.3f})")
+assert fixed_acc[0] > nc + 0.4 and fixed_acc[1] > 0.99 and fixed_acc[0] < 0.8
+
+# %% [markdown]
+# **3.** 打乱版满足 `xs_train[:, j] == x_train[:, perm[j]]`。逆排列 `inv = np.argsort(perm)` 满足 `perm[inv[k]] == k`，
+# 所以 `xs_train[:, inv]` 的第 $k$ 列是 `x_train[:, perm[inv[k]]]`，即 `x_train[:, k]`。
+
+# %%
+inv = np.argsort(perm)
+assert np.array_equal(perm[inv], np.arange(40))
+assert np.array_equal(xs_train[:, inv], x_train) and np.array_equal(xs_test[:, inv], x_test)
+print("xs_train[:, argsort(perm)] == x_train:", np.array_equal(xs_train[:, inv], x_train))
+
+# %% [markdown]
 # ## 参考文献
 #
 # - Greydanus, S., & Kobak, D. (2024). Scaling down deep learning with MNIST-1D. *Proceedings of the 41st International Conference on Machine Learning (ICML 2024)*, PMLR 235.

@@ -399,7 +399,182 @@ print("结果分析的每一条说法都与结果文件相符")
 #    `torch.optim.lr_scheduler.LambdaLR`），看 56 层残差网络的 3 个种子是否都能训练好。
 # 3. 去掉所有 `BatchNorm1d`，在 8 层和 20 层上比较普通网络与残差网络。批归一化在退化现象中起什么作用？
 # 4. 把捷径换成论文的选项 B（通道数变化处用 $1 \times 1$ 卷积加批归一化做投影），参数会多多少？结果有变化吗？
+
+# %% [markdown]
+# ### 参考答案
 #
+# 练习 1、2 要按完整设置重新训练（几分钟到十几分钟），构建网站时跑不起：下面给出推理，用结果文件中的训练曲线作证据，
+# 并说明完整的回答需要跑什么。练习 3、4 在快速模式下各训练几秒钟。代码格总用快速设置 `QUICK` 训练，
+# 不改动上面的实验和结果文件。
+
+# %% [markdown]
+# **1.** 这要重跑完整模式，按结果文件记录的耗时估计，48 轮约需 <output>15</output> 分钟。先从现有的曲线推测。
+# 普通网络的训练误差在全部 24 轮中的每一轮都按深度排列（8 层 < 20 层 < 32 层 < 56 层），而且学习率为 0.1 的最后 3 轮
+# （第 10–12 轮）里，56 层普通网络只降了 1.52 个百分点，仍在 72.48%。把这一段加长一倍，它很可能仍远高于浅的网络：
+# 预计退化不会消失，只是差距缩小。56 层残差网络没训练好的那个种子（种子 0）在同样的 3 轮里从 56.25% 降到 45.20%，
+# 下降得很快，只是学习率在第 12 轮之后就降了。加长训练，它很可能也能训练好。这两条都只是推测，
+# 要由完整模式的结果来检验：普通网络在 48 轮后是否仍按深度排列，56 层残差网络的 3 个种子是否都低于 1%。
+
+# %%
+def curves(d: int, res: bool) -> np.ndarray:
+    """深度 d 的普通（res=False）或残差网络，各种子每一轮的训练误差（%）：每行一个种子，每列一轮。"""
+    return 100 * np.array([r["curve"]["train_err"] for r in results["runs"] if (r["depth"], r["residual"]) == (d, res)])
+
+
+plain_by_epoch = np.array([curves(d, False).mean(0) for d in depths])  # 每行一个深度，每列一轮
+ordered = all(list(plain_by_epoch[:, e]) == sorted(plain_by_epoch[:, e]) for e in range(plain_by_epoch.shape[1]))
+print(f"plain nets ordered by depth in every one of {plain_by_epoch.shape[1]} epochs: {ordered}")
+last_lr01 = prov["config"]["milestones"][0]  # 第 12 轮是学习率为 0.1 的最后一轮
+for name, curve in (("plain-56 (mean of 3 seeds)", curves(56, False).mean(0)), ("residual-56 seed 0", curves(56, True)[0])):
+    print(f"{name}: epoch {last_lr01 - 3} {curve[last_lr01 - 4]:.2f}% -> epoch {last_lr01} {curve[last_lr01 - 1]:.2f}% "
+          f"({curve[last_lr01 - 1] - curve[last_lr01 - 4]:+.2f})")
+print(f"full mode with 48 epochs: about {2 * prov['wall_time_s'] / 60:.0f} min")
+plain56, res56_0 = curves(56, False).mean(0), curves(56, True)[0]
+assert ordered and plain56[last_lr01 - 1] > 70 and 0 < plain56[last_lr01 - 4] - plain56[last_lr01 - 1] < 2
+assert res56_0[last_lr01 - 4] - res56_0[last_lr01 - 1] > 5 * (plain56[last_lr01 - 4] - plain56[last_lr01 - 1])
+
+# %% [markdown]
+# **2.** `LambdaLR` 把初始学习率乘以一个随轮数变化的因子。第 1 轮取 0.1（学习率 0.01），之后取
+# $0.1^{\text{已经过的里程碑个数}}$，就在原来的阶梯式调度前加上了热身。下面用一个只有一个参数的优化器检查 24 轮的学习率：
+# 第 1 轮 0.01，第 2–12 轮 0.1，第 13–18 轮 0.01，第 19–24 轮 0.001。把 `train` 里的 `MultiStepLR` 换成它，
+# 就能按完整设置训练 56 层残差网络的 3 个种子（耗时约为完整模式的四分之一）。热身能不能救回种子 0，事先说不准：
+# 论文热身是因为 110 层网络在学习率 0.1 下「难以开始收敛」，而种子 0 第 1 轮的训练误差是 81.9%，
+# 之后一直在缓慢下降，看起来不是没能开始收敛，而是收敛得太慢（见练习 1 的曲线）。所以热身未必有用；
+# 要由完整的训练回答，并且要同时看其余两个种子有没有变差。
+
+# %%
+def warmup_then_steps(epoch: int, milestones=(12, 18)) -> float:
+    """学习率的倍数：第 1 轮（epoch = 0）热身用 0.1，之后每过一个里程碑乘以 0.1。"""
+    return 0.1 if epoch == 0 else 0.1 ** sum(epoch >= m for m in milestones)
+
+
+dummy = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+warmup = torch.optim.lr_scheduler.LambdaLR(dummy, lambda e: warmup_then_steps(e, FULL.milestones))
+lrs = []
+for epoch in range(FULL.epochs):
+    lrs.append(dummy.param_groups[0]["lr"])  # 这一轮训练用的学习率
+    dummy.step()
+    warmup.step()
+print("learning rate per epoch:", " ".join(f"{lr:g}" for lr in lrs))
+assert np.allclose(lrs, [0.01] + [0.1] * 11 + [0.01] * 6 + [0.001] * 6)
+print(f"residual-56 seed 0, train error in epoch 1: {curves(56, True)[0][0]:.1f}%")
+
+# %% [markdown]
+# **3.** 在快速模式下（4 轮）去掉全部批归一化，普通网络 8 层和 20 层都学不动：最后一轮的训练损失停在 2.303，
+# 等于 $\ln 10$，即对 10 类一律给出相同的概率。原因在初始化：PyTorch 卷积层的默认初始化让权重的方差只有 $1/(3 \cdot \text{fan\_in})$，
+# 每经过一层「卷积 + ReLU」，信号的均方值大约缩小为原来的六分之一。下面的输出显示，初始化时送进全连接层的特征，
+# 8 层普通网络的标准差只有 2.9e-03（有批归一化时为 0.21），20 层更是小到 1.9e-08：输出几乎与输入无关，梯度也就传不回去。
+# 批归一化把每一层的输出重新缩放到单位方差，正是它让普通网络先能训练起来；论文因此认为退化不是信号消失造成的，
+# 而是在信号正常时仍然存在的优化困难。残差网络的恒等捷径让输入绕过这些缩小信号的分支：没有批归一化时，
+# 8 层残差网络的训练损失降到 1.695，20 层的降到 2.219，都好于同深度的普通网络，但远不如有批归一化时（0.491 与 0.718）。
+# 去掉批归一化后，退化现象的对比本身就失去了意义：两种网络在 20 层都几乎没学会。
+# 论文用的是 He 初始化（方差 $2/\text{fan\_in}$）；要单独研究批归一化，还应同时换成它，这里只改了一处。
+
+# %%
+# 容差 ±0.8：快速模式的训练结果，理由同「运行」一节
+def strip_bn(model: nn.Module) -> nn.Module:
+    """把所有 BatchNorm1d 换成恒等映射，其余不变。"""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.BatchNorm1d):
+                setattr(module, name, nn.Identity())
+    return model
+
+
+def train_net(make_model, seed: int, cfg: Config) -> dict:
+    """与 train 相同的训练，只是模型由 make_model() 构造。返回最后一轮的训练损失与训练误差。"""
+    torch.manual_seed(seed)
+    model = make_model().to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), gamma=0.1)
+    order = torch.Generator().manual_seed(seed)
+    for epoch in range(cfg.epochs):
+        model.train()
+        perm, total, wrong = torch.randperm(len(x), generator=order).to(device), 0.0, 0
+        for i in range(0, len(x), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            logits = model(x[idx])
+            loss = F.cross_entropy(logits, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            wrong += (logits.argmax(1) != y[idx]).sum().item()
+        schedule.step()
+    return {"train_loss": total / len(x), "train_err": wrong / len(x)}
+
+
+def quick_result(depth: int, residual: bool) -> dict:
+    """主实验快速模式（种子 0）的结果；完整模式下按快速设置重新训练。"""
+    if MODE == "quick":
+        return next(r for r in runs if (r["depth"], r["residual"], r["seed"]) == (depth, residual, 0))
+    return train(depth, residual, 0, QUICK)
+
+
+def feature_std(model: nn.Module) -> float:
+    """初始化时，一批训练样本送进全连接层之前的特征的标准差。"""
+    model.train()
+    with torch.no_grad():
+        return model.blocks(model.stem(x[:128].unsqueeze(1))).mean(-1).std().item()
+
+
+if device.type == "cpu":  # 与 train 是同一个训练（CUDA 上 cuDNN 的卷积反向不保证逐位相同，只在 CPU 上逐位比较）
+    assert train_net(lambda: Net(8, False), 0, QUICK)["train_loss"] == quick_result(8, False)["train_loss"]
+without_bn = {}
+for depth in (8, 20):
+    for res in (False, True):
+        torch.manual_seed(0)
+        std_bn, std_no = feature_std(Net(depth, res)), feature_std(strip_bn(Net(depth, res)))
+        without_bn[depth, res] = train_net(lambda: strip_bn(Net(depth, res)), 0, QUICK)
+        print(f"{'residual' if res else 'plain':>8}-{depth:<2}: feature std at init {std_bn:.2f} (BN) / {std_no:.1e} (no BN); "
+              f"train loss {quick_result(depth, res)['train_loss']:.3f} (BN) / {without_bn[depth, res]['train_loss']:.3f} (no BN)")
+assert all(abs(without_bn[d, False]["train_loss"] - np.log(10)) < 0.01 for d in (8, 20))   # 普通网络：停在 ln 10
+assert without_bn[8, True]["train_loss"] < without_bn[8, False]["train_loss"] - 0.3     # 8 层残差网络学到了一些
+if device.type == "cpu" and os.environ.get("MKL_CBWR"):  # 本书固定的数值设置下的这一次：20 层残差网络也略好于普通网络
+    assert without_bn[20, True]["train_loss"] < without_bn[20, False]["train_loss"]
+assert all(without_bn[k]["train_loss"] > quick_result(*k)["train_loss"] + 0.5 for k in without_bn)  # 都远不如有 BN
+
+# %% [markdown]
+# **4.** 选项 B 只在通道数变化的地方（第 2、3 段的第一个块，共 2 处）把捷径换成步幅 2 的 $1 \times 1$ 卷积加批归一化：
+# 第一处 $8 \times 16 = 128$ 个权重加批归一化的 $2 \times 16 = 32$ 个参数，第二处 $16 \times 32 = 512$ 加 $2 \times 32 = 64$，
+# 共多 736 个参数，与深度无关（下面对 4 种深度都断言）。在快速模式下训练 20 层残差网络，选项 B 的训练损失是 0.769，
+# 选项 A 是 0.718，一个种子、4 轮的差别说明不了什么。论文在 ImageNet 上比较过选项 A、B、C（表 3）：B 比 A 略好，
+# 作者认为是因为选项 A 补零的那部分通道没有做残差学习；三者差别很小，说明投影捷径对解决退化问题并非必需。
+# 论文在 CIFAR-10 上用选项 A，是为了让残差网络与普通网络的参数量完全相同，本页也是如此。
+# 要在这里得出结论，需要按完整设置训练 3 个种子，并用 [12.2](methodology.md) 的 Welch t 检验比较。
+
+# %%
+# 容差 ±0.8：快速模式的训练结果，理由同「运行」一节
+class ProjectionBlock(Block):
+    """选项 B：通道数变化处，捷径是步幅 2 的 1×1 卷积加批归一化。"""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__(c_in, c_out, stride, residual=True)
+        self.project = nn.Sequential(nn.Conv1d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm1d(c_out))
+
+    def forward(self, x):
+        h = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(h + self.project(x))
+
+
+def option_b(depth: int) -> Net:
+    net = Net(depth, residual=True)
+    for i, block in enumerate(net.blocks):
+        if block.extra:  # 只换通道数变化的块
+            net.blocks[i] = ProjectionBlock(block.conv1.in_channels, block.conv1.out_channels, 2)
+    return net
+
+
+for depth in FULL.depths:
+    extra = sum(p.numel() for p in option_b(depth).parameters()) - sum(p.numel() for p in Net(depth, True).parameters())
+    assert extra == (8 * 16 + 2 * 16) + (16 * 32 + 2 * 32) == 736
+    with torch.no_grad():
+        assert option_b(depth)(torch.zeros(4, 40)).shape == (4, 10)
+print("option B adds 736 parameters at every depth", FULL.depths)
+b20, a20 = train_net(lambda: option_b(20), 0, QUICK), quick_result(20, True)
+print(f"residual-20, quick mode: train loss {a20['train_loss']:.3f} (option A) / {b20['train_loss']:.3f} (option B)")
+
+# %% [markdown]
 # ## 参考文献
 #
 # - K. He, X. Zhang, S. Ren, J. Sun. Deep residual learning for image recognition. CVPR, 2016.（CIFAR-10：图 1、图 6，第 4.2 节；ImageNet：图 4）

@@ -51,8 +51,8 @@ def train_xor(seed: int, hidden: int = 8, steps: int = 100) -> nn.Module:
     """用 Adam 在 4 个异或点上全批量训练一个 2-hidden-1 的 MLP（输出为 logit）。"""
     torch.manual_seed(seed)                      # 不同种子 -> 不同的初始权重
     model = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 1)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=0.1)   # Adam 优化器，见 2.6 节
-    loss_fn = nn.BCEWithLogitsLoss()             # 二分类损失，见 2.4 节
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)   # Adam 优化器，见 2.8 节
+    loss_fn = nn.BCEWithLogitsLoss()             # 二分类损失，见 2.6 节
     for _ in range(steps):
         loss = loss_fn(model(X_xor).squeeze(1), y_xor)
         opt.zero_grad()
@@ -159,7 +159,7 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
 
 
 opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-loss_fn = nn.CrossEntropyLoss()                              # 多分类交叉熵，见 2.4 节
+loss_fn = nn.CrossEntropyLoss()                              # 多分类交叉熵，见 2.6 节
 batch_size, epochs = 64, 10
 shuffle_gen = torch.Generator().manual_seed(0)
 for epoch in range(epochs):

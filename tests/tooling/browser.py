@@ -40,4 +40,6 @@ def page_url(source: Path) -> str:
     """The address of a page relative to the site root, with directory URLs (index.md -> '')."""
     path = source.relative_to(DOCS).as_posix()
     path = path[: -len(NOTEBOOK_SUFFIX)] if path.endswith(NOTEBOOK_SUFFIX) else path[:-3]
-    return "" if path == "index" else (path[:-5] if path.endswith("/index") else path) + "/"
+    if path == "index":
+        return ""
+    return path[: -len("index")] if path.endswith("/index") else path + "/"  # part2/index.md -> part2/
