@@ -12,7 +12,7 @@ import pytest
 
 from tests.tooling.sources import DOCS, NOTEBOOK_SUFFIX, notebook_files, page_files, rel
 from tests.tooling import browser as browser_module
-from tests.tooling.browser import CHROMIUM_ARGS, RENDERED, chromium_executable, page_url
+from tests.tooling.browser import RENDERED, chromium_executable, page_url
 from tests.tooling.siteserver import serve
 from tests.conftest import browser_unavailable
 

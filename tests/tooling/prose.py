@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from tests.tooling.sources import (DOCS, BookError, expand_page, is_notebook, mkdocs_config, notebook_cells,
+from tests.tooling.sources import (DOCS, BookError, expand_page, is_notebook, notebook_cells,
                                    output_file, python_blocks, rel)
 
 FENCE_RE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})")
@@ -167,24 +167,8 @@ class Stated:
 @lru_cache(maxsize=None)
 def book_sections() -> frozenset[str]:
     """Section numbers of the book's pages, from the titles in mkdocs.yml's nav (2.4, 12.3…)."""
-    found = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            for title, value in node.items():
-                m = re.match(r"^(\d+\.\d+)\s", str(title))
-                if m:
-                    found.add(m.group(1))
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-    walk(mkdocs_config().get("nav", []))
-    return frozenset(found)
-
-
-def _spans_of(pattern: re.Pattern, line: str) -> list[tuple[int, int]]:
-    return [m.span() for m in pattern.finditer(line)]
+    from tests.tooling.renumber import nav_numbers
+    return frozenset(nav_numbers().values())
 
 
 def _section_columns(line: str, header: list[str] | None) -> list[tuple[int, int]]:
