@@ -316,7 +316,10 @@ def search_page(browser, server):
 
 
 def _about(query: str):
-    return next((s for s in PAGES if query in page_title(s)), None)
+    """The page a query is about: the one titled exactly so, else the first whose title contains it
+    ("LeNet" is about 3.3 LeNet, not 3.6 NiN 与 GoogLeNet)."""
+    exact = [s for s in PAGES if page_title(s) == query]
+    return exact[0] if exact else next((s for s in PAGES if query in page_title(s)), None)
 
 
 @pytest.mark.parametrize("query", SEARCH_QUERIES + [page_title(s) for s in PAGES

@@ -120,11 +120,52 @@ def macs_formula(cfg: list, in_channels: int = 3, side: int = 224) -> int:
     return n + (c * s * s) * 4096 + 4096 * 4096 + 4096 * 1000
 
 
-ALEXNET_PARAMS, ALEXNET_MACS = 60965224, 724406816        # 3.4 AlexNet（原论文版本）输出的参数量与乘加次数
-vgg16_macs = macs_formula(CFGS["D"])
-print(f"VGG-16：参数 {138357544}（AlexNet 的 {138357544 / ALEXNET_PARAMS:.2f} 倍），"
-      f"乘加 {vgg16_macs}（AlexNet 的 {vgg16_macs / ALEXNET_MACS:.1f} 倍）")
-assert vgg16_macs > 20 * ALEXNET_MACS and 138357544 > 2 * ALEXNET_PARAMS
+def macs_counted(model: nn.Module, side: int) -> int:
+    """把一个 meta 张量送过 model，按各层实际的输出形状数乘加：卷积每个输出元素 (c_in/groups)·k² 次，全连接 d_in·d_out 次。"""
+    total = 0
+
+    def hook(m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            total += m.in_features * m.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    model(torch.empty(1, 3, side, side, device="meta"))
+    for h in handles:
+        h.remove()
+    return total
+
+
+def alexnet_2012(num_classes: int = 1000) -> nn.Sequential:
+    """与 3.4 相同的原论文 AlexNet（两块 GPU：conv2、conv4、conv5 的 groups=2），输入 227×227。"""
+    lrn = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)
+    return nn.Sequential(
+        nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
+        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(),
+        nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(),
+        nn.Linear(256 * 6 * 6, 4096), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, num_classes))
+
+
+# AlexNet 的逐层清单 (c_in, c_out, k, groups, 输出边长)，全连接层记作 k = 1、边长 1
+ALEXNET_SPEC = [(3, 96, 11, 1, 55), (96, 256, 5, 2, 27), (256, 384, 3, 1, 13), (384, 384, 3, 2, 13),
+                (384, 256, 3, 2, 13), (9216, 4096, 1, 1, 1), (4096, 4096, 1, 1, 1), (4096, 1000, 1, 1, 1)]
+with torch.device("meta"):
+    alexnet = alexnet_2012()
+alexnet_params = sum(p.numel() for p in alexnet.parameters())
+alexnet_macs = macs_counted(alexnet, side=227)
+assert alexnet_params == sum(co * (ci // g) * k * k + co for ci, co, k, g, _ in ALEXNET_SPEC)
+assert alexnet_macs == sum(co * s * s * (ci // g) * k * k for ci, co, k, g, s in ALEXNET_SPEC)
+vgg16_params, vgg16_macs = sum(p.numel() for p in vgg16.parameters()), macs_formula(CFGS["D"])
+assert vgg16_params == count_formula(CFGS["D"]) and macs_counted(vgg16, side=224) == vgg16_macs
+print(f"AlexNet（原论文版本）：参数 {alexnet_params}，乘加 {alexnet_macs}")
+print(f"VGG-16：参数 {vgg16_params}（AlexNet 的 {vgg16_params / alexnet_params:.2f} 倍），"
+      f"乘加 {vgg16_macs}（AlexNet 的 {vgg16_macs / alexnet_macs:.1f} 倍）")
+assert vgg16_macs > 20 * alexnet_macs and vgg16_params > 2 * alexnet_params
 per_stage = [c * s * s * c * 9 for c, s in [(64, 224), (128, 112), (256, 56), (512, 28), (512, 14)]]
 print("各段中一个 c→c 的 3×3 卷积层的乘加次数：", per_stage)
 assert len(set(per_stage[:4])) == 1 and per_stage[4] * 4 == per_stage[0]   # 前 4 段相同，第 5 段是四分之一
