@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-requirements
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: serve test build offline outputs diagrams reproduce vendor bench install clean
+.PHONY: serve test build offline outputs diagrams reproduce corpus vendor bench install clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ diagrams: $(STAMP)         ## 把页面里的 Mermaid 图预先渲染成 docs/<�
 
 reproduce: $(STAMP)        ## 完整复现第 12 部分的实验（单线程约 22 分钟：MNIST-1D 15 分钟，ResNet 8 分钟），重写 docs/<部分>/results/*.json；CASES=名字 只跑部分
 	$(BIN)/python -m tests.tooling.reproduce $(CASES)
+
+corpus: $(STAMP)           ## 从 HEAD 提交的页面重新生成本书语料快照 docs/part4/book_corpus.txt（第 4 部分起的语言模型用它）；之后提交它并重跑读它的片段
+	$(BIN)/python -m tests.tooling.corpus
 
 vendor: $(STAMP)           ## 从 npm 重新取回 KaTeX 与 Mermaid（版本锁定在 tests/tooling/vendor.py）
 	$(BIN)/python -m tests.tooling.vendor

@@ -663,3 +663,68 @@ def test_editing_a_number_on_a_real_page_fails_the_check():
                 (page, value, new, problems)
             return
     pytest.skip("no page passes the check with a decimal quoted from its outputs")
+
+
+# ---------------------------------------------------------------- the book's corpus (make corpus)
+
+def test_the_corpus_snapshot_names_a_commit_of_this_repository():
+    from tests.tooling.corpus import CORPUS, read_header_commit
+    assert CORPUS.is_file(), "docs/part4/book_corpus.txt is missing: run `make corpus` and commit it"
+    commit = read_header_commit(CORPUS)
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout: cannot check that the snapshot's commit is in this repository's history")
+    import subprocess
+    found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True)
+    assert found.returncode == 0, f"book_corpus.txt names commit {commit}, which is not in this repository"
+    lines = CORPUS.read_text(encoding="utf-8").splitlines()
+    body = [line for line in lines if not line.startswith("# ")]
+    assert body and all(line.strip() for line in body), "one non-empty paragraph per line after the header"
+    assert f"{len(body)} 段，{sum(map(len, body))} 字" in lines[0], lines[0]
+
+
+def test_the_corpus_cleaner_keeps_prose_and_drops_code_formulas_and_links():
+    from tests.tooling.corpus import clean, notebook_markdown
+    page = """---
+numbers:
+  code: ["前言里的元数据不该留下"]
+---
+# 1.1 标题里的文字保留下来
+
+第一段正文讲损失函数，公式 $L = \\sum_i (y_i - \\hat y_i)^2$ 和代码 `torch.nn.MSELoss()` 都要去掉，
+链接 [2.6 损失函数的那一节](../part2/losses.md) 只留下文字，图片 ![图片说明文字不该留下](figures/x.svg) 整个去掉。
+
+$$
+\\mathrm{display} = \\frac{a}{b}
+$$
+
+```python
+print("代码块里的中文不该留下")
+```
+
+!!! note "提示框的标题不该留下"
+
+    提示框里的正文保留下来，而其中的代码不保留：
+
+    ```python
+    x = "缩进代码块里的中文也不该留下"
+    ```
+
+| 表头中文不该留下 | 第二列 |
+|---|---|
+| 表格里的中文不该留下 | 二 |
+
+--8<-- "part1/不该留下的引用.py:a"
+<!-- 注释里的中文不该留下 -->
+- 列表项的文字保留，<output>6</output> 个标签去掉后只剩数字，网址 https://example.com/不该留下 去掉
+"""
+    paragraphs = clean(page)
+    text = "\n".join(paragraphs)
+    assert "不该留下" not in text, text
+    for leftover in ("$", "`", "](", "<", "---", "numbers", "torch", "print", "sum", "frac", "http", "|", "#", "!!!"):
+        assert leftover not in text, (leftover, text)
+    assert paragraphs[0] == "1.1 标题里的文字保留下来", paragraphs
+    assert "链接 2.6 损失函数的那一节 只留下文字" in paragraphs[1], paragraphs[1]
+    assert paragraphs[2:] == ["提示框里的正文保留下来，而其中的代码不保留：",
+                              "列表项的文字保留，6 个标签去掉后只剩数字，网址 去掉"], paragraphs
+    notebook = '# %% [markdown]\n# 笔记本的说明文字保留下来，代码格去掉\n\n# %%\nx = "代码格里的中文不该留下"\n'
+    assert clean(notebook_markdown(notebook)) == ["笔记本的说明文字保留下来，代码格去掉"]
