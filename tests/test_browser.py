@@ -4,6 +4,7 @@ buttons, a phone-sized viewport, Chinese search, dark mode, screenshots, and the
 from __future__ import annotations
 
 import difflib
+import html
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -219,8 +220,9 @@ def diagram_fences(pages):
 
 
 def _labels(source: str) -> list[str]:
-    """The quoted labels of a Mermaid source as a reader sees them: without markup and white space."""
-    return [re.sub(r"<[^>]*>|\s", "", label) for label in re.findall(r'"([^"]+)"', source)]
+    """The quoted labels of a Mermaid source as a reader sees them: without markup and white space, with
+    character references decoded (`&lt;eos&gt;` reads as `<eos>`)."""
+    return [html.unescape(re.sub(r"<[^>]*>|\s", "", label)) for label in re.findall(r'"([^"]+)"', source)]
 
 
 @pytest.mark.parametrize("source", PAGES, ids=rel)
