@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 
+from tests.tooling.prose import notebook_markdown_cells
 from tests.tooling.sources import DOCS, ROOT, rel
 
 CORPUS = DOCS / "part4" / "book_corpus.txt"
@@ -99,16 +100,8 @@ def clean(markdown: str) -> list[str]:
 
 
 def notebook_markdown(source: str) -> str:
-    """The Markdown cells of a jupytext percent-format notebook, uncommented."""
-    cells, keep = [], False
-    for line in source.split("\n"):
-        if line.startswith("# %%"):
-            keep = "[markdown]" in line
-            cells.append("")
-            continue
-        if keep:
-            cells.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
-    return "\n".join(cells)
+    """The Markdown cells of a jupytext percent-format notebook, uncommented, a blank line between cells."""
+    return "\n\n".join("\n".join(body) for _, body in notebook_markdown_cells(source))
 
 
 def _git(*args: str) -> str:

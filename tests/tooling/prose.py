@@ -90,19 +90,24 @@ def markdown_prose(text: str, first_line: int = 1, links: bool = False) -> list[
     return out
 
 
-def notebook_markdown(path: Path, links: bool = False) -> list[tuple[int, str]]:
-    """The Markdown cells of a jupytext percent-format notebook, with their line numbers."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+def notebook_markdown_cells(text: str) -> list[tuple[int, list[str]]]:
+    """The Markdown cells of a jupytext percent-format notebook's text, uncommented, each with the line it
+    starts on."""
     cells, current = [], None
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if line.startswith("# %%"):
             current = [] if "[markdown]" in line else None
             if current is not None:
                 cells.append((number + 1, current))
         elif current is not None:
             current.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
+    return cells
+
+
+def notebook_markdown(path: Path, links: bool = False) -> list[tuple[int, str]]:
+    """The prose of a notebook's Markdown cells, with their line numbers."""
     out = []
-    for first, body in cells:
+    for first, body in notebook_markdown_cells(path.read_text(encoding="utf-8")):
         out += markdown_prose("\n".join(body), first, links)
     return out
 
