@@ -236,6 +236,19 @@ def test_declared_tolerances_are_listed_for_readers():
     assert not problems, "\n".join(problems)
 
 
+PINNED_VERSION_RE = re.compile(r'torch\.__version__\.split\("\+"\)\[0\] == "([^"]+)"')
+
+
+def test_version_conditions_name_the_pinned_torch():
+    """Code that asserts a bitwise result only under the book's pinned versions names the torch version that
+    requirements.txt pins: after an upgrade those asserts must run again, not be skipped silently."""
+    pinned = re.search(r"^torch==(\S+)", (ROOT / "requirements.txt").read_text(encoding="utf-8"), re.M).group(1)
+    stale = [f"{rel(source)} tests torch {found}, requirements.txt pins {pinned}"
+             for source in snippet_files() + notebook_files()
+             for found in PINNED_VERSION_RE.findall(source.read_text(encoding="utf-8")) if found != pinned]
+    assert not stale, "\n".join(stale)
+
+
 def test_figures_have_their_source():
     """Every committed figure is written by a snippet's savefig, and every page image exists."""
     made = {}

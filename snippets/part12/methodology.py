@@ -168,8 +168,8 @@ torch.set_num_threads(threads_before)
 same = same_params(by_threads[1][0], by_threads[2][0])
 print(f"MLP, Adam, 1000 steps, seed 0: test acc {100 * by_threads[1][1]:.1f}% (1 thread), "
       f"{100 * by_threads[2][1]:.1f}% (2 threads), identical: {same}")
-if os.environ.get("MKL_CBWR"):  # 本书的测试固定了 MKL 的代码路径（见开发环境）：矩阵乘法不随线程数变化
-    assert same
+if os.environ.get("MKL_CBWR") and torch.__version__.split("+")[0] == "2.13.0":  # 本书锁定的版本与数值设置下（见开发环境）
+    assert same  # 这个 MLP 的结果不随线程数变化
 # --8<-- [end:threads]
 
 
