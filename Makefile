@@ -34,7 +34,7 @@ outputs: $(STAMP)          ## 重新生成输出（*.out.txt）与图（docs/<�
 diagrams: $(STAMP)         ## 把页面里的 Mermaid 图预先渲染成 docs/<部分>/diagrams/*.svg（本地 Mermaid，无头 Chromium）；PAGES=页面路径 只渲染部分
 	$(BIN)/python -m tests.tooling.diagrams $(PAGES)
 
-reproduce: $(STAMP)        ## 完整复现第 12 部分的实验（单线程约 22 分钟：MNIST-1D 15 分钟，ResNet 8 分钟），重写 docs/<部分>/results/*.json；CASES=名字 只跑部分
+reproduce: $(STAMP)        ## 完整复现第 12 部分的实验（单线程约 45 分钟：MNIST-1D 15 分钟，ResNet 8 分钟，grokking 23 分钟），重写 docs/<部分>/results/*.json；CASES=名字 只跑部分
 	$(BIN)/python -m tests.tooling.reproduce $(CASES)
 
 corpus: $(STAMP)           ## 从 HEAD 提交的页面重新生成本书语料快照 docs/part4/book_corpus.txt（第 4 部分起的语言模型用它）；之后提交它并重跑读它的片段
