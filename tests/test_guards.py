@@ -182,12 +182,31 @@ def test_outputs_are_generated_files():
     for page in page_files():
         lines = page.read_text(encoding="utf-8").splitlines()
         for number, line in enumerate(lines, 1):
-            if re.match(r"\s*`{3,}\s*\w*\s.*title=\"输出\"", line):
+            if re.match(r"\s*`{3,}\s*\w*\s.*title=\"输出[^\"]*\"", line):
                 body = lines[number] if number < len(lines) else ""
                 m = INCLUDE_RE.match(body)
                 if not (m and OUTPUT_SUFFIX in m.group("target")):
                     problems.append(f"{rel(page)}:{number}: an output block must include a generated "
                                     f"{OUTPUT_SUFFIX} section, not typed text")
+    assert not problems, "\n".join(problems)
+
+
+def test_machine_dependent_outputs_are_labelled():
+    """An output whose code is marked `# 随机器而变：reason` (timings, speed-ups) is shown under a title that says
+    so, and only such an output carries that title: a reader must see which numbers are this machine's."""
+    pytest.importorskip("pytest_codeblocks", reason="pytest-codeblocks is not installed (run `make test`)")
+    from tests.tooling.outputs import marked_machine_dependent
+    from tests.tooling.sources import expand_page
+    problems = []
+    for page in page_files():
+        for block in expand_page(page):
+            if block.output is None:
+                continue
+            marked, titled = marked_machine_dependent(block.code), "随机器而变" in block.output.attrs
+            if marked != titled:
+                problems.append(f"{block.output.where}: " + ("the code above is marked 随机器而变, so the output "
+                                "title must say so, e.g. title=\"输出（随机器而变）\"" if marked else
+                                "the title says 随机器而变 but the code above carries no `# 随机器而变：reason`"))
     assert not problems, "\n".join(problems)
 
 

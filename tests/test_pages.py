@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.tooling.execution import failure_message, page_plan, reference_platform
-from tests.tooling.outputs import declared_tolerance, diff, outputs_match
+from tests.tooling.outputs import declared_tolerance, diff, marked_machine_dependent, outputs_match
 from tests.tooling.runs import unit_of_page
 from tests.tooling.sources import BookError, expand_page, page_files, python_blocks, rel
 
@@ -51,7 +51,7 @@ def test_page(page, runs, record_property):
                 problems.append(f"{block.where}: this block prints output but the page shows none after it")
             continue
         declared = declared_tolerance(planned["code"]) if tolerant else None
-        if not outputs_match(block.output.code, real, declared):
+        if not outputs_match(block.output.code, real, declared, marked_machine_dependent(planned["code"])):
             problems.append(f"{block.output.where}: the output shown differs from what the block at "
                             f"{block.where} prints:\n" + diff(block.output.code, real, "shown", "real"))
     if problems:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.tooling import cache, execution
 from tests.tooling.execution import failure_message, run_plan, snippet_plan
-from tests.tooling.outputs import compare_outputs, outputs_match, read_outputs
+from tests.tooling.outputs import compare_outputs, machine_dependent, outputs_match, read_outputs
 from tests.tooling.runs import RunStore, Unit, shares_run
 from tests.tooling.sources import ROOT, SNIPPETS, BookError, expand_page, output_file, snippet_files
 
@@ -273,6 +273,20 @@ def test_declared_tolerances_apply_to_decimals_only():
     assert not outputs_match("acc 57.7", "acc 59.3", declared=1.0)
     assert not outputs_match("params 15210", "params 15211", declared=1.0), "integers stay exact"
     assert not outputs_match("偏低 57.7", "一致 57.7", declared=1.0), "text stays exact"
+
+
+def test_machine_dependent_sections_compare_text_only(tmp_path):
+    source = tmp_path / "demo.py"
+    source.write_text("# --8<-- [start:time]\n# 随机器而变：墙钟时间\nprint('eager 12.5 ms')\n# --8<-- [end:time]\n"
+                      "# --8<-- [start:count]\nprint('params 10')\n# --8<-- [end:count]\n", encoding="utf-8")
+    assert machine_dependent(source) == {"time"}
+    out = tmp_path / "demo.out.txt"
+    out.write_text("# --8<-- [start:time]\neager 3.1 ms\n# --8<-- [end:time]\n"
+                   "# --8<-- [start:count]\nparams 10\n# --8<-- [end:count]\n", encoding="utf-8")
+    assert compare_outputs(source, ["eager 12.5 ms\n", "params 10\n"], out) == []
+    assert compare_outputs(source, ["eager 12.5 ms\n", "params 11\n"], out), "unmarked numbers stay exact"
+    assert compare_outputs(source, ["compiled 12.5 ms\n", "params 10\n"], out), "text stays exact"
+    assert compare_outputs(source, ["eager 12.5 ms 2\n", "params 10\n"], out), "as many numbers"
 
 
 # ---------------------------------------------------------------- the build (overrides/hooks/, one concern per module)
@@ -623,6 +637,15 @@ def test_an_edited_number_in_prose_is_reported_with_page_and_line(tmp_path, edit
     assert any("94% — 论文表 1" in d for d in verdict.declared) and any("0.05 — set by the code" in d for d in verdict.declared)
     edited = check_numbers(page, PROSE_PAGE.replace(*edit), base_paths=(tmp_path,))
     assert any(p.startswith(f"{page}:{line}: ") and f" {number} is in no output" in p for p in edited.problems), edited.problems
+
+
+@needs_markdown
+def test_machine_dependent_outputs_back_no_prose_number(tmp_path):
+    from tests.tooling.prose import check_numbers
+    (tmp_path / "demo.out.txt").write_text(PROSE_OUTPUT, encoding="utf-8")
+    page = tmp_path / "demo.md"
+    page.write_text(PROSE_PAGE.replace("lr = 0.05\n", "lr = 0.05\n# 随机器而变：墙钟时间\n"), encoding="utf-8")
+    assert any(" 0.1546 is in no output" in p for p in check_numbers(page, base_paths=(tmp_path,)).problems)
 
 
 @needs_markdown

@@ -87,10 +87,11 @@ assert not torch.equal(x, x_shuf)
 
 # --8<-- [start:ex3]
 def counted_macs(model):
-    """FlopCounterMode 数出的矩阵乘法与卷积的乘加次数（训练模式，走普通的计算路径）。"""
-    model.train()
+    """FlopCounterMode 数出的矩阵乘法与卷积的乘加次数（训练模式，走普通的计算路径）。
+    固定在 CPU 上数：GPU 上注意力走融合核，计数器会把它也数进去，路径不同，计数也不同。"""
+    model = model.cpu().train()
     with FlopCounterMode(display=False) as fc:
-        model(torch.zeros(1, 1, 32, 32, device=device))
+        model(torch.zeros(1, 1, 32, 32))
     return fc.get_total_flops() // 2
 
 
@@ -100,7 +101,7 @@ embed = 16 * 48 * 64                                      # 16 个图块，每�
 att, lin = layer_macs(n, D, d_ff)
 vit_linear = embed + L * lin + 10 * D                     # 图块嵌入 + 各层的投影与前馈网络 + 分类头
 vit_total = vit_linear + L * att                          # 再加注意力矩阵部分 2n²D（5.4 用计数验证过）
-c_lenet, c_vit = counted_macs(lenet5().to(device)), counted_macs(ViT().to(device))
+c_lenet, c_vit = counted_macs(lenet5()), counted_macs(ViT())
 print(f"LeNet：公式 {lenet_formula}，计数 {c_lenet}")
 print(f"ViT：线性部分公式 {vit_linear}，计数 {c_vit}；加上注意力矩阵部分 {L * att}，合计 {vit_total}")
 print(f"ViT 每个样本的乘加次数是 LeNet 的 {vit_total / lenet_formula:.2f} 倍")

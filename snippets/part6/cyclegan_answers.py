@@ -138,7 +138,7 @@ def train_cyclegan(seed, transform, make_gen, steps, lam_cyc=10.0, lam_id=0.0, b
     perm = torch.randperm(n, device=device)
     dom_x = X_tr[perm[: n // 2]]                     # 域 X：一半训练图的原样
     dom_y = transform(X_tr[perm[n // 2:]])           # 域 Y：另一半训练图变换后的样子
-    G_net, F_net = make_gen(), make_gen()
+    G_net, F_net = make_gen().to(device), make_gen().to(device)
     D_x, D_y = mlp(64, 64, 1, act=leaky), mlp(64, 64, 1, act=leaky)
     opt_g = torch.optim.Adam(list(G_net.parameters()) + list(F_net.parameters()), 2e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(list(D_x.parameters()) + list(D_y.parameters()), 2e-3, betas=(0.5, 0.999))

@@ -11,6 +11,11 @@ line `# 容差 ±X：reason` inside the section (or notebook cell) that prints t
 (see execution.reference_platform) the decimals in that section's output may differ by up to X;
 integers and text stay exact. On the reference platform everything is compared exactly.
 
+Results that depend on the machine itself (timings, speed-ups, peak memory on an allocator) are marked with a
+comment line `# 随机器而变：reason` in the section (or cell) that prints them. There only the text is compared:
+every number may take any value, on every machine. The page must label such an output as machine-dependent
+(its block title contains 随机器而变), and its numbers never back a number in the prose (tests/tooling/prose.py).
+
     python -m tests.tooling.outputs [SOURCE ...]     (= make outputs [FILES="..."])
 """
 from __future__ import annotations
@@ -27,6 +32,7 @@ from tests.tooling.sources import (SECTION_RE, SNIPPETS, BookError, figure_dir, 
                                    split_sections)
 
 DECLARED_RE = re.compile(r"^\s*#\s*容差\s*±\s*(?P<value>\d+(?:\.\d+)?)")
+MACHINE_RE = re.compile(r"^\s*#\s*随机器而变\s*[：:]")
 NUMBER_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w])")
 
 
@@ -85,6 +91,19 @@ def declared_tolerances(source: Path) -> dict[str, float]:
     return {name: t for name, c in chunks.items() if (t := declared_tolerance(c.code)) is not None}
 
 
+def marked_machine_dependent(code: str) -> bool:
+    return any(MACHINE_RE.match(line) for line in code.splitlines())
+
+
+def machine_dependent(source: Path) -> set[str]:
+    """Sections (or notebook cell indices as strings) marked `# 随机器而变：reason`: their numbers vary by machine."""
+    if is_notebook(source):
+        chunks = {str(i): c for i, c in enumerate(notebook_cells(source))}
+    else:
+        chunks = {c.section: c for c in split_sections(source) if c.section}
+    return {name for name, c in chunks.items() if marked_machine_dependent(c.code)}
+
+
 # ---------------------------------------------------------------- comparing
 
 def _tolerance(token: str) -> float:
@@ -96,9 +115,10 @@ def _tolerance(token: str) -> float:
     return max(2 * ulp, 1e-5 * abs(float(token)))
 
 
-def outputs_match(expected: str, actual: str, declared: float | None = None) -> bool:
+def outputs_match(expected: str, actual: str, declared: float | None = None, any_numbers: bool = False) -> bool:
     """Text must be equal; numbers may differ by rounding (see _tolerance), decimals by `declared` where a
-    tolerance is declared and applies; integers must be equal."""
+    tolerance is declared and applies; integers must be equal. With `any_numbers` (a machine-dependent
+    section) only the text is compared."""
     expected, actual = normalize(expected), normalize(actual)
     if expected == actual:
         return True
@@ -106,6 +126,8 @@ def outputs_match(expected: str, actual: str, declared: float | None = None) -> 
     e_nums, a_nums = NUMBER_RE.findall(expected), NUMBER_RE.findall(actual)
     if e_text != a_text or len(e_nums) != len(a_nums):
         return False
+    if any_numbers:
+        return True
     for e, a in zip(e_nums, a_nums):
         if re.fullmatch(r"[-+]?\d+", e):
             if int(e) != int(float(a)) or not re.fullmatch(r"[-+]?\d+", a):
@@ -136,6 +158,7 @@ def compare_outputs(source: Path, outputs: list[str], out: Path | None = None,
     shown = read_outputs(out)
     real = section_outputs(source, outputs)
     declared = declared_tolerances(source) if tolerant else {}
+    free = machine_dependent(source)
     problems = []
     for section in sorted(set(shown) | set(real)):
         if section not in real:
@@ -143,7 +166,7 @@ def compare_outputs(source: Path, outputs: list[str], out: Path | None = None,
                             "but the code no longer prints anything there")
         elif section not in shown:
             problems.append(f"{rel(out)}: section '{section}' prints output that is not in the file")
-        elif not outputs_match(shown[section], real[section], declared.get(section)):
+        elif not outputs_match(shown[section], real[section], declared.get(section), section in free):
             problems.append(f"{rel(out)}: section '{section}' (shown on {shown_at(out, section)}) differs from "
                             f"the real output of {rel(source)}:\n"
                             + diff(shown[section], real[section], "shown", "real"))
@@ -216,6 +239,7 @@ def compare_notebook(source: Path, cells: list[dict], tolerant: bool = False) ->
         return [f"{rel(out)} is missing"]
     problems = stale_cells(source, stored)
     declared = declared_tolerances(source) if tolerant else {}
+    free = machine_dependent(source)
     for i, (kept, real) in enumerate(zip(stored, cells)):
         where = f"{rel(source)}:{kept.get('line', '?')} (code cell {i + 1})"
         stderr = "".join(o["text"] for o in real["outputs"] if o.get("output_type") == "stream"
@@ -223,7 +247,7 @@ def compare_notebook(source: Path, cells: list[dict], tolerant: bool = False) ->
         if stderr.strip():
             problems.append(f"{where} writes to stderr, which the page would show:\n{stderr[-1500:]}")
         shown, now = cell_text(kept["outputs"]), cell_text(real["outputs"])
-        if not outputs_match(shown, now, declared.get(str(i))):
+        if not outputs_match(shown, now, declared.get(str(i)), str(i) in free):
             problems.append(f"{where}: the outputs shown on the page differ from a real run:\n"
                             + diff(shown, now, "shown", "real"))
     return problems

@@ -239,15 +239,21 @@ def page_outputs(source: Path, base_paths: tuple[Path, ...] | None = None) -> st
     outputs and the results files it reads."""
     from tests.tooling.outputs import cell_text, read_notebook_outputs
     if is_notebook(source):
-        parts = [cell_text(c["outputs"]) for c in read_notebook_outputs(output_file(source))]
-        for cell in read_notebook_outputs(output_file(source)):
+        from tests.tooling.outputs import machine_dependent
+        free = machine_dependent(source)
+        kept = [c for i, c in enumerate(read_notebook_outputs(output_file(source))) if str(i) not in free]
+        parts = [cell_text(c["outputs"]) for c in kept]
+        for cell in kept:
             for o in cell["outputs"]:  # tables shown as HTML
                 html = o.get("data", {}).get("text/html")
                 if html:
                     parts.append(html if isinstance(html, str) else "".join(html))
         parts += [p.read_text(encoding="utf-8") for p in results_files(source)]
         return "\n".join(parts)
-    return "\n".join(b.code for b in expand_page(source, base_paths) if b.is_output)
+    from tests.tooling.outputs import marked_machine_dependent
+    blocks = expand_page(source, base_paths)
+    machine = {id(b.output) for b in blocks if b.output is not None and marked_machine_dependent(b.code)}
+    return "\n".join(b.code for b in blocks if b.is_output and id(b) not in machine)
 
 
 def page_code(source: Path, text: str | None = None, base_paths: tuple[Path, ...] | None = None) -> str:
