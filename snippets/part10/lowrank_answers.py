@@ -129,8 +129,10 @@ for r in [1, 2, 4, 8, 16]:
     formula = r * (64 + 128) + r * (128 + 128) + (128 * 5 + 5)
     assert n_train == formula
     print(f"{r:3d} | {n_train:6d} | {formula:6d} | {acc_rank[r]:.3f}")
-# 种子 0：秩 1 到 16 的准确率相差不到 0.03；秩 1 也远高于只训练输出层（正文种子 0 为 0.844）
-assert min(acc_rank.values()) >= 0.9 and max(acc_rank.values()) - min(acc_rank.values()) <= 0.05
+# 设计时种子 0–4：秩 1 在 0.911 与 0.956 之间，秩 2 到 16 在 0.95 与 0.978 之间、每个种子内相差不超过 0.028。
+# 下限与界各留约 0.01–0.03 的余量；秩 1 也远高于只训练输出层（正文种子 0 为 0.844）
+high = [acc_rank[r] for r in [2, 4, 8, 16]]
+assert acc_rank[1] >= 0.88 and min(high) >= 0.94 and max(high) - min(high) <= 0.04
 # --8<-- [end:ex2]
 
 # --8<-- [start:ex3]

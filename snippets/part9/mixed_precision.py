@@ -169,8 +169,8 @@ def saved_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool) -
 
 
 n, d_in, hid, k = 256, 64, 64, 10
-mlp = nn.Sequential(nn.Linear(d_in, hid), nn.ReLU(), nn.Linear(hid, k)).to(device)
-xm, ym = torch.randn(n, d_in, device=device), torch.randint(0, k, (n,), device=device)
+mlp = nn.Sequential(nn.Linear(d_in, hid), nn.ReLU(), nn.Linear(hid, k))    # 固定在 CPU：按 CPU 的 autocast 表数字节
+xm, ym = torch.randn(n, d_in), torch.randint(0, k, (n,))
 b32, b16 = saved_bytes(mlp, xm, ym, amp=False), saved_bytes(mlp, xm, ym, amp=True)
 print("fp32 保存的字节：", b32)
 print("bf16 autocast 保存的字节：", b16)

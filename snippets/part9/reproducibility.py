@@ -71,9 +71,9 @@ def train(seed: int, epochs: int = 5, extra_init: bool = False) -> nn.Module:
     seed_everything(seed)
     loader = DataLoader(train_ds, batch_size=128, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))  # 打乱顺序用自己的生成器
-    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.2), nn.Linear(64, 10)).to(device)
     if extra_init:
-        nn.Linear(64, 64)        # 多构造一层（比如试一个新结构）：消耗了全局生成器
+        nn.Linear(64, 64)        # 先多构造一层（比如试一个新结构）：消耗了全局生成器
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.2), nn.Linear(64, 10)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
     for _ in range(epochs):
         for xb, yb in loader:
