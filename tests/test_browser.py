@@ -266,7 +266,8 @@ def test_page_fits_a_phone(browser, server, source, unchanged):
 def page_title(source) -> str:
     text = source.read_text(encoding="utf-8")
     m = re.search(r"^# # (.+)$" if source.name.endswith(NOTEBOOK_SUFFIX) else r"^# (.+)$", text, re.M)
-    return re.sub(r"^[\d.]+\s*", "", m.group(1)).strip() if m else ""
+    title = re.sub(r"`([^`]*)`", r"\1", m.group(1)) if m else ""   # inline code reads as plain text on the site
+    return re.sub(r"^[\d.]+\s*", "", title).strip()
 
 
 def search(page, query: str) -> list[str]:
