@@ -82,13 +82,16 @@ def declared_tolerance(code: str) -> float | None:
     return max(values) if values else None
 
 
+def _chunks(source: Path) -> dict:
+    """Section name (or notebook cell index as a string) -> its code chunk."""
+    if is_notebook(source):
+        return {str(i): c for i, c in enumerate(notebook_cells(source))}
+    return {c.section: c for c in split_sections(source) if c.section}
+
+
 def declared_tolerances(source: Path) -> dict[str, float]:
     """Section name (or notebook cell index as a string) -> declared tolerance."""
-    if is_notebook(source):
-        chunks = {str(i): c for i, c in enumerate(notebook_cells(source))}
-    else:
-        chunks = {c.section: c for c in split_sections(source) if c.section}
-    return {name: t for name, c in chunks.items() if (t := declared_tolerance(c.code)) is not None}
+    return {name: t for name, c in _chunks(source).items() if (t := declared_tolerance(c.code)) is not None}
 
 
 def marked_machine_dependent(code: str) -> bool:
@@ -97,11 +100,7 @@ def marked_machine_dependent(code: str) -> bool:
 
 def machine_dependent(source: Path) -> set[str]:
     """Sections (or notebook cell indices as strings) marked `# 随机器而变：reason`: their numbers vary by machine."""
-    if is_notebook(source):
-        chunks = {str(i): c for i, c in enumerate(notebook_cells(source))}
-    else:
-        chunks = {c.section: c for c in split_sections(source) if c.section}
-    return {name for name, c in chunks.items() if marked_machine_dependent(c.code)}
+    return {name for name, c in _chunks(source).items() if marked_machine_dependent(c.code)}
 
 
 # ---------------------------------------------------------------- comparing
