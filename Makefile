@@ -37,8 +37,8 @@ diagrams: $(STAMP)         ## 把页面里的 Mermaid 图预先渲染成 docs/<�
 reproduce: $(STAMP)        ## 完整复现第 12 部分的实验（单线程约 45 分钟：MNIST-1D 15 分钟，ResNet 8 分钟，grokking 23 分钟），重写 docs/<部分>/results/*.json；CASES=名字 只跑部分
 	$(BIN)/python -m tests.tooling.reproduce $(CASES)
 
-corpus: $(STAMP)           ## 从 HEAD 提交的页面重新生成本书语料快照 docs/part4/book_corpus.txt（第 4 部分起的语言模型用它）；之后提交它并重跑读它的片段
-	$(BIN)/python -m tests.tooling.corpus
+corpus: $(STAMP)           ## 从 HEAD 提交的页面重新生成本书语料快照：docs/part4/book_corpus.txt（第 4、5 部分的语言模型用它）与带标签的 docs/part8/book_corpus.jsonl（第 8 部分用它）；WHICH=part8 只生成其一；之后提交并重跑读它的片段
+	$(BIN)/python -m tests.tooling.corpus $(WHICH)
 
 vendor: $(STAMP)           ## 从 npm 重新取回 KaTeX 与 Mermaid（版本锁定在 tests/tooling/vendor.py）
 	$(BIN)/python -m tests.tooling.vendor

@@ -705,6 +705,45 @@ def test_the_corpus_snapshot_names_a_commit_of_this_repository():
     assert f"{len(body)} 段，{sum(map(len, body))} 字" in lines[0], lines[0]
 
 
+def test_the_labelled_corpus_is_exactly_what_its_commit_gives():
+    import json
+    from tests.tooling.corpus import LABELLED, labelled_header, labelled_records
+    assert LABELLED.is_file(), "docs/part8/book_corpus.jsonl is missing: run `make corpus WHICH=part8` and commit it"
+    header, *records = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
+    assert records and all(r["text"].strip() and r["title"] for r in records)
+    assert {r["part"] for r in records} >= {"part1", "part2", "appendix", ""}
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout: cannot regenerate the snapshot from its commit")
+    again = labelled_records(header["commit"])
+    assert records == again, f"book_corpus.jsonl differs from what commit {header['commit']} gives"
+    assert header == labelled_header(header["commit"], header["date"], again)
+
+
+def test_the_labelled_cleaner_turns_headings_into_labels():
+    from tests.tooling.corpus import clean, clean_sections
+    page = """# 9.3 `torch.compile` 的标题
+
+导读这一段在第一个二级标题之前，属于导读。
+
+## 原理
+
+### 图与守卫 $G$
+
+这一段在三级标题之下，标签记下两级标题。
+
+## 小结
+
+- 小结的第一条要点写在列表里。
+"""
+    records = clean_sections(page)
+    assert records == [
+        {"title": "9.3 torch.compile 的标题", "h2": "", "h3": "", "text": "导读这一段在第一个二级标题之前，属于导读。"},
+        {"title": "9.3 torch.compile 的标题", "h2": "原理", "h3": "图与守卫 G", "text": "这一段在三级标题之下，标签记下两级标题。"},
+        {"title": "9.3 torch.compile 的标题", "h2": "小结", "h3": "", "text": "小结的第一条要点写在列表里。"},
+    ], records
+    assert [r["text"] for r in records] == [p for p in clean(page) if "标题" not in p or "标签" in p]
+
+
 def test_the_corpus_cleaner_keeps_prose_and_drops_code_formulas_and_links():
     from tests.tooling.corpus import clean, notebook_markdown
     page = """---
