@@ -741,7 +741,7 @@ def test_the_labelled_cleaner_turns_headings_into_labels():
         {"title": "9.3 torch.compile 的标题", "h2": "原理", "h3": "图与守卫 G", "text": "这一段在三级标题之下，标签记下两级标题。"},
         {"title": "9.3 torch.compile 的标题", "h2": "小结", "h3": "", "text": "小结的第一条要点写在列表里。"},
     ], records
-    assert [r["text"] for r in records] == [p for p in clean(page) if "标题" not in p or "标签" in p]
+    assert [r["text"] for r in records] == clean(page)   # the headings here are too short to be paragraphs
 
 
 def test_the_corpus_cleaner_keeps_prose_and_drops_code_formulas_and_links():
