@@ -499,3 +499,17 @@ def test_internal_links_and_anchors_resolve(built_site):
             if parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in parse(target).ids:
                 broken.append(f"{here}: {link} (no id {unquote(parts.fragment)!r} there)")
     assert not broken, "broken links in the built site:\n  " + "\n  ".join(broken[:40])
+
+
+def test_the_snippet_requirements_are_a_subset_of_the_lock_with_the_same_versions():
+    """requirements-snippets.txt (what a GPU machine installs to run the snippet tests) says its versions are
+    those of requirements.txt; a package added to one and not the other, or bumped in one, breaks that."""
+    def pins(name: str) -> dict[str, str]:
+        lines = (ROOT / name).read_text(encoding="utf-8").splitlines()
+        found = dict(re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)$", line).groups() for line in lines
+                     if line.strip() and not line.startswith("#"))
+        return {key.lower().replace("_", "-"): version for key, version in found.items()}
+    lock, snippets = pins("requirements.txt"), pins("requirements-snippets.txt")
+    assert {k: v for k, v in snippets.items() if lock.get(k) != v} == {}
+    for needed in ("jieba", "scikit-learn", "rouge-score", "tokenizers", "torchao", "mnist1d"):
+        assert needed in snippets, f"requirements-snippets.txt lacks {needed}, which snippets import"
