@@ -293,7 +293,7 @@ print(f"0.975 quantile of the standard normal: {stats.norm.ppf(0.975):.3f}")
 def results_file(name: str) -> Path:
     """12.3 提交在本书仓库里的结果文件；在别处运行时，把它从网站的 part12/results/ 下载到当前目录。"""
     here = Path(globals().get("__file__", "")).resolve().parent
-    for path in (Path(name), here / "results" / name, here.parents[1] / "docs" / "part12" / "results" / name):
+    for path in (Path(name), here / "results" / name, here.parent.parent / "docs" / "part12" / "results" / name):
         if path.is_file():
             return path
     raise FileNotFoundError(f"找不到 {name}：请从本书网站的 part12/results/ 下载")

@@ -17,7 +17,7 @@ jieba.setLogLevel(60)  # 不打印加载词典的日志
 def find_corpus(name: str = "book_corpus.txt") -> Path:
     """本书语料快照：先找当前目录，再找本文件旁边，最后找本书仓库里的 docs/part4/。"""
     here = Path(globals().get("__file__", "")).resolve().parent
-    for path in (Path(name), here / name, here.parents[1] / "docs" / "part4" / name):
+    for path in (Path(name), here / name, here.parent.parent / "docs" / "part4" / name):
         if path.is_file():
             return path
     raise FileNotFoundError(f"找不到 {name}：请从本书网站 4.1 一页（part4/book_corpus.txt）下载，放在当前目录")

@@ -75,7 +75,7 @@ assert tiny == 173960
 # --8<-- [start:ex3]
 def find_corpus(name: str = "book_corpus.txt") -> Path:   # 与正文相同
     here = Path(globals().get("__file__", "")).resolve().parent
-    for path in (Path(name), here / name, here.parents[1] / "docs" / "part4" / name):
+    for path in (Path(name), here / name, here.parent.parent / "docs" / "part4" / name):
         if path.is_file():
             return path
     raise FileNotFoundError(f"找不到 {name}：请从本书网站 4.1 一页（part4/book_corpus.txt）下载，放在当前目录")

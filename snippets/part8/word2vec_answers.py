@@ -17,7 +17,7 @@ jieba.setLogLevel(60)
 def find_corpus(name: str = "book_corpus.jsonl") -> Path:
     """与正文相同：当前目录、本文件旁边、本书仓库里的 docs/part8/。"""
     here = Path(globals().get("__file__", "")).resolve().parent
-    for path in (Path(name), here / name, here.parents[1] / "docs" / "part8" / name):
+    for path in (Path(name), here / name, here.parent.parent / "docs" / "part8" / name):
         if path.is_file():
             return path
     raise FileNotFoundError(f"找不到 {name}：请从本书网站第 8 部分的首页（part8/book_corpus.jsonl）下载，放在当前目录")
