@@ -228,9 +228,11 @@ pred_cut = logreg_cut.predict(cut.transform([t[:MAX_LEN] for t in texts["test"]]
 acc_cut, f1_cut = (pred_cut == labels["test"]).mean(), macro_f1(labels["test"], pred_cut)
 print(f"逻辑回归（也只读前 {MAX_LEN} 字）：准确率 {acc_cut:.3f}，macro-F1 {f1_cut:.3f}")
 cnn, lstm = np.array(results["TextCNN"]), np.array(results["BiLSTM"])
-# 下限：设计时在 CPU 上跑了种子 0–4。TextCNN 准确率 0.570–0.596、macro-F1 0.484–0.538；
-# BiLSTM 准确率 0.483–0.507、macro-F1 0.364–0.391。下限比最小值低约 0.04，给 CUDA 的浮点次序与丢弃法的随机数留余量
-assert cnn[:, 0].min() > 0.53 and cnn[:, 1].min() > 0.44
+# 下限：种子 0–9 在 CPU 与 CUDA（H200）上各跑一遍。TextCNN 准确率 CPU 0.551–0.596、CUDA 0.509–0.609，
+# macro-F1 CPU 0.484–0.538、CUDA 0.449–0.559（CUDA 的丢弃法用另一串随机数，相当于又多了一批种子）；
+# BiLSTM 准确率 CPU 0.483–0.528、CUDA 0.491–0.546，macro-F1 CPU 0.364–0.421、CUDA 0.361–0.420。
+# 下限比 20 次运行的最小值低约 0.04
+assert cnn[:, 0].min() > 0.47 and cnn[:, 1].min() > 0.41
 assert lstm[:, 0].min() > 0.44 and lstm[:, 1].min() > 0.32
 # 排名只断言每个种子都成立的部分：逻辑回归高于每个种子的两种神经网络，TextCNN 在每个种子上高于同种子的 BiLSTM
 assert (acc_lr > cnn[:, 0]).all() and (f1_lr > cnn[:, 1]).all()
