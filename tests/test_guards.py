@@ -511,5 +511,6 @@ def test_the_snippet_requirements_are_a_subset_of_the_lock_with_the_same_version
         return {key.lower().replace("_", "-"): version for key, version in found.items()}
     lock, snippets = pins("requirements.txt"), pins("requirements-snippets.txt")
     assert {k: v for k, v in snippets.items() if lock.get(k) != v} == {}
-    for needed in ("jieba", "scikit-learn", "rouge-score", "tokenizers", "torchao", "mnist1d"):
+    for needed in ("jieba", "scikit-learn", "rouge-score", "tokenizers", "torchao", "mnist1d", "optuna", "gymnasium",
+                   "captum"):
         assert needed in snippets, f"requirements-snippets.txt lacks {needed}, which snippets import"
