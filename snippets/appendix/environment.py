@@ -33,7 +33,8 @@ assert torch.equal(on_device, on_cpu), f"{device} 上的计算结果与 CPU 不�
 
 # --8<-- [start:packages]
 # 本书代码用到的其余第三方包
-needed = ["numpy", "sklearn", "matplotlib", "mnist1d", "jieba", "sacrebleu", "torchao", "rouge_score", "tokenizers"]
+needed = ["numpy", "sklearn", "matplotlib", "mnist1d", "jieba", "sacrebleu", "torchao", "rouge_score", "tokenizers",
+          "optuna", "gymnasium", "captum"]
 missing = []
 for name in needed:
     try:
