@@ -341,7 +341,8 @@ print("REINFORCE 用到约 12000 步时的贪心回报（种子 0–2）：", [r
 print("REINFORCE 训练结束时的环境步数（种子 0–2）：", [r["curve"][-1][0] for r in rf.values()])
 # 设计时种子 0–3：DQN 贪心回报 103.9–158.8
 assert dqn_ret >= 60 and dqn_ret > 2 * random_return
-assert all(r["ret"] > dqn_ret for r in rf.values())                # 训练结束时 REINFORCE 更高……
+# 训练结束时谁的贪心回报更高不断言：CPU 上 REINFORCE 的 3 个种子都更高，CUDA（H200）上有一个种子训练得较差，
+# 低于这一个 DQN 种子；两者用的环境步数又差好几倍，这个比较本来就不公平
 assert all(r["curve"][-1][0] > 6 * 12_000 for r in rf.values())   # ……但它用了 6 倍以上的环境步数
 # --8<-- [end:dqn]
 
