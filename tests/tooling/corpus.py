@@ -10,8 +10,9 @@ docs/part8/book_corpus.jsonl, the labelled snapshot Part 8 learns from: the same
 each with the part, page and headings it sits under (first line: a JSON header naming the commit). The text
 file's first lines start with "# " and describe the snapshot (commit, date, paragraphs, characters); snippets
 skip them. The two files may come from different commits: Parts 4-5 keep the older text so that their outputs
-stay put, while Part 8 needs the parts written since. Because each is a snapshot, adding or editing pages changes no shown output until someone runs this command on purpose and
-commits the new file (then `make outputs` for the pages that read it).
+stay put, while Part 8 needs the parts written since. Because each is a snapshot, adding or editing pages
+changes no shown output until someone runs this command on purpose and commits the new file (then
+`make outputs` for the pages that read it).
 """
 from __future__ import annotations
 
